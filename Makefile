@@ -1,0 +1,61 @@
+# agentnet — run `make help` for the targets a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+CERTS ?= certs
+DEVICE ?=
+HOST ?=
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test proto proto-check certs lint fmt bench soak openapi clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentnet needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) ## Create .venv and install agentnet with its dev tools (editable)
+
+certs: $(STAMP) ## Create the CA and server certificate; DEVICE=<id> also enrolls a device
+	$(BIN)/agentnet-server certs --certs $(CERTS) $(if $(HOST),--host $(HOST)) $(if $(DEVICE),--device $(DEVICE))
+
+run: $(STAMP) ## Set up, make certificates and run the server on the embedded SQLite store
+	@$(BIN)/agentnet-server certs --certs $(CERTS) --quiet
+	$(BIN)/agentnet-server serve --certs $(CERTS)
+
+proto: $(STAMP) ## Regenerate generated/ from protos/
+	$(BIN)/python scripts/genproto.py --out generated
+
+proto-check: $(STAMP) ## Fail when generated/ is stale
+	$(BIN)/python scripts/genproto.py --check generated
+
+test: $(STAMP) proto-check ## Set up and run the test suite (real server, real TLS, real stores)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check agentnet_server agentnet_client tests scripts
+	$(BIN)/ruff format --check agentnet_server agentnet_client tests scripts
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format agentnet_server agentnet_client tests scripts
+	$(BIN)/ruff check --fix agentnet_server agentnet_client tests scripts
+
+bench: $(STAMP) ## Benchmarks: fan-out, durable sends, idle sessions, reconnect storm, vs raw gRPC
+	$(BIN)/agentnet bench
+
+soak: $(STAMP) ## Long soak run (minutes): steady traffic with random disconnects
+	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
+
+openapi: $(STAMP) ## Write docs/openapi.json from the google.api.http rules
+	$(BIN)/python -m agentnet_server.openapi --out docs/openapi.json
+
+clean: ## Remove the virtualenv and caches (keeps certs/ and var/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

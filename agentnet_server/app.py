@@ -1,0 +1,193 @@
+"""Composition root: builds store, hub, domain and rpc; runs and stops the server gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agentnet.v1 import service_pb2
+
+from . import auth, pki
+from .config import Settings
+from .domain.network import Network
+from .hub import Hub, PresenceChange
+from .rpc import convert
+from .rpc.servicer import AgentNetServicer
+from .rpc.session import SessionService, parse_client_event, passthrough
+from .store.db import Database
+
+log = logging.getLogger("agentnet.server")
+
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["AgentNet"]
+
+
+class BadRequest:
+    """A unary request that could not be parsed; the interceptor answers INVALID_ARGUMENT."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _safe_parser(cls: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, RecursionError) as exc:
+            return BadRequest(str(exc) or type(exc).__name__)
+
+    return parse
+
+
+def _serialize(msg: Any) -> bytes:
+    return msg.SerializeToString()
+
+
+def build_handler(servicer: Any, sessions: SessionService) -> grpc.GenericRpcHandler:
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for m in SERVICE.methods:
+        if m.client_streaming and m.server_streaming:
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(
+                sessions.handle, request_deserializer=parse_client_event, response_serializer=passthrough
+            )
+            continue
+        impl = getattr(servicer, m.name, None)
+        if impl is None:
+            continue  # answered UNIMPLEMENTED by gRPC
+        handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+            impl,
+            request_deserializer=_safe_parser(message_factory.GetMessageClass(m.input_type)),
+            response_serializer=_serialize,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
+def server_options(s: Settings) -> list[tuple[str, Any]]:
+    """Transport settings from FIELD_NOTES: notice dead links in seconds, never share the port,
+    do not refuse reconnect storms."""
+    return [
+        ("grpc.keepalive_time_ms", int(s.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout * 1000)),
+        ("grpc.http2.ping_timeout_ms", int(s.keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 4000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", s.max_message_bytes),
+        ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ("grpc.server.max_pending_requests", 20000),
+        ("grpc.server.max_pending_requests_hard_limit", 40000),
+    ]
+
+
+@dataclasses.dataclass
+class Bound:
+    grpc_port: int
+    http_port: int | None
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.certs = pki.CertsDir(settings.certs)
+        self.db: Database | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.bound: Bound | None = None
+        self.http: Any = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> Bound:
+        s = self.settings
+        creds = auth.server_credentials(self.certs)
+        self.db = db = Database(s.db, s.sqlite_synchronous, s.reader_threads, s.writer_batch)
+        version = await asyncio.to_thread(db.migrate)
+        db.start(asyncio.get_running_loop())
+        self.hub = hub = Hub(s.heartbeat_interval, s.session_queue, presence_batch=s.presence_batch)
+        self.net = net = Network(s, db, hub)
+        await net.load()
+        hub.on_presence = self._broadcast_presence
+        hub.start()
+
+        self.revocations = rev = auth.Revocations(db)
+        rev.on_revoked = self._on_revoked
+        await rev.refresh()
+        self.tasks.append(asyncio.create_task(rev.poll(s.revocation_poll), name="agentnet-revocations"))
+
+        self.sessions = SessionService(s, net, hub)
+        self.servicer = AgentNetServicer(net, hub)
+        self._extend()
+
+        self.server = server = grpc.aio.server(
+            interceptors=[auth.AuthInterceptor(rev)], options=server_options(s)
+        )
+        server.add_generic_rpc_handlers((build_handler(self.servicer, self.sessions),))
+        health_servicer = health.aio.HealthServicer()
+        self.health = health_servicer
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port = server.add_secure_port(s.grpc_addr, creds)
+        if not port:
+            raise OSError(f"could not listen on {s.grpc_addr} (address in use or not local?)")
+        await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE.full_name, health_pb2.HealthCheckResponse.SERVING)
+        http_port = await self._start_http()
+        host = s.grpc_addr.rsplit(":", 1)[0]
+        self.bound = Bound(port, http_port)
+        log.info("agentnet serving gRPC on %s:%d (schema v%d, store %s)%s", host, port, version,
+                 "postgresql" if db.is_postgres else "sqlite",
+                 f", REST on port {http_port}" if http_port else "")
+        return self.bound
+
+    def _extend(self) -> None:
+        """Hook for features that add event kinds or RPCs (inbox, tasks, security)."""
+
+    async def _start_http(self) -> int | None:
+        return None
+
+    def _broadcast_presence(self, changes: list[PresenceChange]) -> None:
+        names = {a.id: a.display_name for a in self.net.agents.values()}
+        self.hub.broadcast_presence(convert.presence(changes, names))
+
+    def _on_revoked(self, fps: frozenset[str], devices: frozenset[str]) -> None:
+        n = self.hub.close_where(
+            lambda sess: sess.fingerprint in fps or sess.device_id in devices,
+            "UNAUTHENTICATED", "this device has been revoked; ask the operator to enroll it again", "DEVICE_REVOKED",
+        )
+        if n:
+            log.warning("closed %d session(s) of revoked devices", n)
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            self.hub.close_where(lambda _s: True, "UNAVAILABLE", "the server is shutting down; reconnect and resume",
+                                 "SHUTDOWN")
+            if self.http is not None:
+                await self.http.stop()
+            await self.server.stop(grace)
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        if self.server is not None:
+            await self.hub.stop()
+        if self.db is not None:
+            await asyncio.to_thread(self.db.close)
+        self._stopped.set()

@@ -1,0 +1,1 @@
+"""Domain rules: registry, groups, chat, mentions, inbox, tasks, presence. No grpc here."""

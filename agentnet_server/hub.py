@@ -1,0 +1,264 @@
+"""Live sessions: bounded outbound queues, fan-out, presence and heartbeat timeouts.
+
+The hub never blocks a publisher. Each session has a bounded queue of sequenced envelopes;
+when it is full the session is marked lagging, further envelopes for it are dropped, and the
+session's writer catches up from the store (the log) before it takes live events again.
+Sequenced envelopes carry (conversation, seq); the session's cursors turn duplicates into
+no-ops and gaps into store reads, so nothing is lost and nothing arrives twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+log = logging.getLogger("agentnet.hub")
+
+# Envelope kinds.
+MESSAGE = "message"
+FEED = "feed"
+
+
+class Envelope:
+    """One sequenced event for many recipients; `data` is filled once by the encoder."""
+
+    __slots__ = ("kind", "conv", "seq", "rec", "data")
+
+    def __init__(self, kind: str, conv: str, seq: int, rec: Any) -> None:
+        self.kind = kind
+        self.conv = conv
+        self.seq = seq
+        self.rec = rec
+        self.data: bytes | None = None
+
+
+@dataclasses.dataclass
+class Close:
+    """Ask a session to end with a gRPC status name and a message."""
+
+    status: str
+    message: str
+    reason: str
+
+
+_ids = itertools.count(1)
+
+
+class Session:
+    """Hub-side state of one live stream."""
+
+    def __init__(self, agent_id: str, device_id: str, fingerprint: str, queue_limit: int, control_limit: int) -> None:
+        self.id = f"s{next(_ids)}"
+        self.agent_id = agent_id
+        self.device_id = device_id
+        self.fingerprint = fingerprint
+        self.queue: collections.deque[Envelope] = collections.deque()
+        self.queue_limit = queue_limit
+        # Replies and unsequenced events (presence, read markers). Bounded separately: a client
+        # that never reads its replies is closed rather than allowed to grow this without end.
+        self.control: collections.deque[bytes] = collections.deque()
+        self.control_limit = control_limit
+        self.lagging = False
+        self.presence_stale = False
+        self.closing: Close | None = None
+        self.wake = asyncio.Event()
+        self.last_activity = time.monotonic()
+        self.dropped = 0
+        self.lag_episodes = 0
+        # conversation -> last seq delivered on this stream (None: left, deliver nothing).
+        self.cursors: dict[str, int | None] = {}
+
+    def push(self, env: Envelope) -> None:
+        if self.closing is not None:
+            return
+        if self.lagging or len(self.queue) >= self.queue_limit:
+            if not self.lagging:
+                self.lagging = True
+                self.lag_episodes += 1
+            self.dropped += 1
+            self.wake.set()
+            return
+        self.queue.append(env)
+        self.wake.set()
+
+    def push_control(self, data: bytes) -> None:
+        if self.closing is not None:
+            return
+        if len(self.control) >= self.control_limit:
+            self.close("RESOURCE_EXHAUSTED", "the client is not reading its stream; reconnect and resume", "NOT_READING")
+            return
+        self.control.append(data)
+        self.wake.set()
+
+    def push_presence(self, data: bytes) -> None:
+        """Presence is droppable: a lagging session gets a fresh snapshot when it catches up."""
+        if self.closing is not None:
+            return
+        if self.lagging or len(self.control) >= self.control_limit // 2:
+            self.presence_stale = True
+            self.wake.set()
+            return
+        self.control.append(data)
+        self.wake.set()
+
+    def close(self, status: str, message: str, reason: str) -> None:
+        if self.closing is None:
+            self.closing = Close(status, message, reason)
+            self.wake.set()
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+
+@dataclasses.dataclass(frozen=True)
+class PresenceChange:
+    agent_id: str
+    online: bool
+    last_seen: int  # microseconds
+
+
+class Hub:
+    """Routes envelopes to sessions by agent; tracks presence; closes silent sessions."""
+
+    def __init__(
+        self,
+        heartbeat_interval: float,
+        queue_limit: int,
+        control_limit: int = 4096,
+        presence_batch: float = 0.1,
+        on_presence: Callable[[list[PresenceChange]], None] | None = None,
+    ) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.queue_limit = queue_limit
+        self.control_limit = control_limit
+        self.presence_batch = presence_batch
+        self.on_presence = on_presence
+        self.by_agent: dict[str, set[Session]] = {}
+        self.by_device: dict[str, set[Session]] = {}
+        self._pending_presence: dict[str, PresenceChange] = {}
+        self._presence_task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.published = 0
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def new_session(self, agent_id: str, device_id: str, fingerprint: str) -> Session:
+        return Session(agent_id, device_id, fingerprint, self.queue_limit, self.control_limit)
+
+    def attach(self, session: Session) -> None:
+        """Make the session reachable; the agent comes online with its first session."""
+        sessions = self.by_agent.setdefault(session.agent_id, set())
+        first = not sessions
+        sessions.add(session)
+        self.by_device.setdefault(session.device_id, set()).add(session)
+        if first:
+            self._presence(PresenceChange(session.agent_id, True, _now_us()))
+
+    def detach(self, session: Session) -> None:
+        sessions = self.by_agent.get(session.agent_id)
+        if sessions is not None and session in sessions:
+            sessions.discard(session)
+            if not sessions:
+                del self.by_agent[session.agent_id]
+                self._presence(PresenceChange(session.agent_id, False, _now_us()))
+        devs = self.by_device.get(session.device_id)
+        if devs is not None:
+            devs.discard(session)
+            if not devs:
+                del self.by_device[session.device_id]
+
+    def sessions(self) -> Iterable[Session]:
+        for sessions in self.by_agent.values():
+            yield from sessions
+
+    def online(self, agent_id: str) -> bool:
+        return agent_id in self.by_agent
+
+    def online_agents(self) -> set[str]:
+        return set(self.by_agent)
+
+    def device_sessions(self, device_id: str) -> int:
+        return len(self.by_device.get(device_id, ()))
+
+    # -- fan-out ------------------------------------------------------------------------------
+
+    def publish(self, env: Envelope, agents: Iterable[str]) -> None:
+        by_agent = self.by_agent
+        for agent in agents:
+            sessions = by_agent.get(agent)
+            if sessions:
+                for s in sessions:
+                    s.push(env)
+        self.published += 1
+
+    def send_control(self, agents: Iterable[str], data: bytes) -> None:
+        for agent in agents:
+            for s in self.by_agent.get(agent, ()):
+                s.push_control(data)
+
+    def close_where(self, pred: Callable[[Session], bool], status: str, message: str, reason: str) -> int:
+        n = 0
+        for s in list(self.sessions()):
+            if pred(s):
+                s.close(status, message, reason)
+                n += 1
+        return n
+
+    # -- presence -----------------------------------------------------------------------------
+
+    def _presence(self, change: PresenceChange) -> None:
+        self._pending_presence[change.agent_id] = change
+        if self._presence_task is None or self._presence_task.done():
+            self._presence_task = asyncio.get_running_loop().create_task(self._flush_presence())
+
+    async def _flush_presence(self) -> None:
+        await asyncio.sleep(self.presence_batch)
+        changes = list(self._pending_presence.values())
+        self._pending_presence.clear()
+        if changes and self.on_presence is not None:
+            self.on_presence(changes)
+
+    def broadcast_presence(self, data: bytes) -> None:
+        for s in self.sessions():
+            s.push_presence(data)
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        limit = 3 * self.heartbeat_interval
+        while True:
+            await asyncio.sleep(self.heartbeat_interval / 4)
+            cutoff = time.monotonic() - limit
+            for s in list(self.sessions()):
+                if s.last_activity < cutoff and s.closing is None:
+                    log.info("session %s (%s on %s) missed 3 heartbeats; closing", s.id, s.agent_id, s.device_id)
+                    s.close(
+                        "UNAVAILABLE",
+                        f"no heartbeat or traffic for {limit:g} s (3 intervals); reconnect and resume",
+                        "HEARTBEAT_TIMEOUT",
+                    )
+                    # Presence must turn offline within the bound even if the stream is stuck
+                    # in a write to a frozen link.
+                    self.detach(s)
+
+    async def stop(self) -> None:
+        for task in (self._sweeper, self._presence_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000

@@ -1,0 +1,198 @@
+"""Plain values that cross layers (store → domain → rpc). Times are integer microseconds (UTC)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import time
+
+# Agent, group and device ids.
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+GROUP_PREFIX = "group:"
+DM_PREFIX = "dm:"
+INBOX_PREFIX = "inbox:"
+
+
+def group_conv(group_id: str) -> str:
+    return GROUP_PREFIX + group_id
+
+
+def dm_conv(a: str, b: str) -> str:
+    lo, hi = sorted((a, b))
+    return f"{DM_PREFIX}{lo}+{hi}"
+
+
+def inbox_conv(agent_id: str) -> str:
+    return INBOX_PREFIX + agent_id
+
+
+def dm_parties(conv: str) -> tuple[str, str]:
+    a, _, b = conv[len(DM_PREFIX) :].partition("+")
+    return a, b
+
+
+class FeedKind(enum.IntEnum):
+    """Matches agentnet.v1.InboxItemKind numbers."""
+
+    MENTION = 1
+    DIRECT_MESSAGE = 2
+    TASK_ASSIGNED = 3
+    TASK_UPDATED = 4
+
+
+class TaskStatus(enum.IntEnum):
+    """Matches agentnet.v1.TaskStatus numbers."""
+
+    PENDING = 1
+    ACCEPTED = 2
+    IN_PROGRESS = 3
+    BLOCKED = 4
+    DONE = 5
+    FAILED = 6
+    CANCELLED = 7
+    REJECTED = 8
+
+
+TERMINAL = frozenset({TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.REJECTED})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentRec:
+    id: str
+    display_name: str
+    role: str
+    description: str
+    owner_device: str
+    devices: tuple[str, ...]
+    create_time: int
+    last_seen: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupRec:
+    id: str
+    title: str
+    description: str
+    creator: str
+    create_time: int
+    last_seq: int
+    member_count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberRec:
+    group_id: str
+    agent_id: str
+    joined_seq: int
+    join_time: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageRec:
+    conversation: str
+    seq: int
+    sender: str
+    sender_device: str
+    client_msg_id: str
+    content: str
+    payload_json: str | None
+    create_time: int
+    mentions: tuple[str, ...] = ()
+    signature: bytes = b""
+    signer_fp: str = ""
+    sign_time: int = 0
+
+    @property
+    def group_id(self) -> str:
+        return self.conversation[len(GROUP_PREFIX) :] if self.conversation.startswith(GROUP_PREFIX) else ""
+
+    @property
+    def recipient(self) -> str:
+        if not self.conversation.startswith(DM_PREFIX):
+            return ""
+        a, b = dm_parties(self.conversation)
+        return b if a == self.sender else a
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedRec:
+    agent: str
+    seq: int
+    kind: FeedKind
+    conversation: str
+    message_seq: int
+    task_id: str
+    task_version: int
+    actor: str
+    excerpt: str
+    in_inbox: bool
+    read: bool
+    create_time: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskChangeRec:
+    task_id: str
+    version: int
+    actor: str
+    from_status: int
+    to_status: int
+    from_assignee: str
+    to_assignee: str
+    note: str
+    time: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRec:
+    id: str
+    title: str
+    description: str
+    creator: str
+    assignee: str
+    group_id: str
+    priority: int
+    due_time: int | None
+    status: TaskStatus
+    version: int
+    result: str
+    create_time: int
+    update_time: int
+    history: tuple[TaskChangeRec, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceCertRec:
+    fingerprint: str
+    device_id: str
+    serial: str
+    not_after: int
+    enrolled_at: int
+    revoked_at: int | None
+    pem: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceRec:
+    id: str
+    revoked_at: int | None
+    create_time: int
+    last_seen: int | None
+    certs: tuple[DeviceCertRec, ...]
+    agents: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a committed (or deduplicated) send produced."""
+
+    message: MessageRec
+    duplicate: bool
+    feed: tuple[FeedRec, ...]

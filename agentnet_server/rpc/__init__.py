@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers, the Session stream, proto <-> domain conversion, error table."""

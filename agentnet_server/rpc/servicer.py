@@ -1,0 +1,153 @@
+"""Unary RPCs: translate protobuf requests to domain calls and records back to protobuf."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+
+from agentnet.v1 import resources_pb2, service_pb2
+
+from ..auth import current_peer
+from ..domain.network import Network, SignedFields, Target
+from ..errors import InvalidArgument, NotFound
+from ..hub import Hub
+from ..records import dm_conv, group_conv
+from ..store import ops
+from . import convert
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+class AgentNetServicer:
+    """agentnet.v1.AgentNet unary methods. The Session stream lives in session.py."""
+
+    def __init__(self, net: Network, hub: Hub) -> None:
+        self.net = net
+        self.hub = hub
+
+    def _agent_pb(self, agent_id: str) -> resources_pb2.Agent:
+        return convert.agent(self.net.agent(agent_id), self.hub.online(agent_id))
+
+    def _acting(self, agent_id: str) -> tuple[str, str]:
+        device = current_peer.get().device_id
+        return self.net.acting_agent(device, agent_id), device
+
+    # -- agents -------------------------------------------------------------------------------
+
+    async def RegisterAgent(self, req: service_pb2.RegisterAgentRequest, ctx: Ctx) -> Any:
+        a = req.agent
+        rec, created = await self.net.register(current_peer.get().device_id, a.id, a.display_name, a.role, a.description)
+        return service_pb2.RegisterAgentResponse(agent=convert.agent(rec, self.hub.online(rec.id)), created=created)
+
+    async def ListAgents(self, req: service_pb2.ListAgentsRequest, ctx: Ctx) -> Any:
+        agents, nxt = self.net.list_agents(req.online_only, req.page_size, req.page_token)
+        return service_pb2.ListAgentsResponse(
+            agents=[convert.agent(a, self.hub.online(a.id)) for a in agents], next_page_token=nxt
+        )
+
+    async def GetAgent(self, req: service_pb2.GetAgentRequest, ctx: Ctx) -> Any:
+        return self._agent_pb(req.agent_id)
+
+    async def AuthorizeDevice(self, req: service_pb2.AuthorizeDeviceRequest, ctx: Ctx) -> Any:
+        rec = await self.net.authorize_device(current_peer.get().device_id, req.agent_id, req.device_id)
+        return convert.agent(rec, self.hub.online(rec.id))
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def CreateGroup(self, req: service_pb2.CreateGroupRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        return convert.group(await self.net.create_group(agent, req.group_id, req.title, req.description))
+
+    async def ListGroups(self, req: service_pb2.ListGroupsRequest, ctx: Ctx) -> Any:
+        groups, nxt = await self.net.list_groups(req.member, req.page_size, req.page_token)
+        return service_pb2.ListGroupsResponse(groups=[convert.group(g) for g in groups], next_page_token=nxt)
+
+    async def GetGroup(self, req: service_pb2.GetGroupRequest, ctx: Ctx) -> Any:
+        return convert.group(await self.net.group(req.group_id))
+
+    async def ListGroupMembers(self, req: service_pb2.ListGroupMembersRequest, ctx: Ctx) -> Any:
+        members, nxt = await self.net.list_members(req.group_id, req.page_size, req.page_token)
+        agents = self.net.agents
+        return service_pb2.ListGroupMembersResponse(
+            members=[
+                convert.member(m, agents[m.agent_id].display_name if m.agent_id in agents else "", self.hub.online(m.agent_id))
+                for m in members
+            ],
+            next_page_token=nxt,
+        )
+
+    async def JoinGroup(self, req: service_pb2.JoinGroupRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        group, member, new = await self.net.join(agent, req.group_id, req.create_if_missing, req.title)
+        return service_pb2.JoinGroupResponse(group=convert.group(group), joined_seq=member.joined_seq, newly_joined=new)
+
+    async def LeaveGroup(self, req: service_pb2.LeaveGroupRequest, ctx: Ctx) -> Any:
+        if not req.agent_id:
+            raise InvalidArgument("agent_id is required: which agent leaves", reason="MISSING_AGENT_ID")
+        agent, _ = self._acting(req.agent_id)
+        return service_pb2.LeaveGroupResponse(left=await self.net.leave(agent, req.group_id))
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def _send(self, agent_id: str, target: Target, req: Any, mentions: list[str]) -> Any:
+        agent, device = self._acting(agent_id)
+        peer = current_peer.get()
+        signed = SignedFields(req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time))
+        sent = await self.net.send(
+            agent, device, target, req.client_msg_id, req.content,
+            convert.payload_dict(req.payload, req.HasField("payload")), mentions, signed,
+        )
+        return service_pb2.SendMessageResponse(
+            message=convert.message(sent.result.message), duplicate=sent.result.duplicate,
+            unresolved_mentions=sent.unresolved,
+        )
+
+    async def SendGroupMessage(self, req: service_pb2.SendGroupMessageRequest, ctx: Ctx) -> Any:
+        return await self._send(req.agent_id, Target(group_id=req.group_id), req, list(req.mentions))
+
+    async def SendDirectMessage(self, req: service_pb2.SendDirectMessageRequest, ctx: Ctx) -> Any:
+        return await self._send(req.agent_id, Target(to_agent=req.peer_id), req, [])
+
+    async def _history(self, conv: str, agent: str, req: Any) -> Any:
+        convert.check_seq("after_seq", req.after_seq)
+        msgs, nxt, last = await self.net.history(agent, conv, req.after_seq, req.newest_first, req.page_size, req.page_token)
+        return service_pb2.ListMessagesResponse(
+            messages=[convert.message(m) for m in msgs], next_page_token=nxt, last_seq=last
+        )
+
+    async def ListGroupMessages(self, req: service_pb2.ListGroupMessagesRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        conv = self.net.conversation_of(agent, Target(group_id=req.group_id))
+        return await self._history(conv, agent, req)
+
+    async def ListDirectMessages(self, req: service_pb2.ListDirectMessagesRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        conv = self.net.conversation_of(agent, Target(to_agent=req.peer_id))
+        return await self._history(conv, agent, req)
+
+    # -- devices ------------------------------------------------------------------------------
+
+    async def GetDevice(self, req: service_pb2.GetDeviceRequest, ctx: Ctx) -> Any:
+        from ..domain import validate
+
+        validate.check_id("device_id", req.device_id)
+        if req.fingerprint:
+            cert = await self.net.db.read(ops.device_cert, req.fingerprint.lower())
+            if cert is None or cert.device_id != req.device_id:
+                raise NotFound(f"device {req.device_id!r} has no certificate {req.fingerprint[:16]!r}", reason="CERT_NOT_FOUND")
+        else:
+            certs = await self.net.db.read(ops.device_certs, req.device_id)
+            if not certs:
+                raise NotFound(f"device {req.device_id!r} is not known", reason="DEVICE_NOT_FOUND")
+            cert = certs[-1]
+        return resources_pb2.Device(
+            id=cert.device_id, fingerprint=cert.fingerprint, certificate_pem=cert.pem,
+            not_after=convert.ts(cert.not_after), revoked=cert.revoked_at is not None,
+        )
+
+
+def conversation_for(agent: str, group_id: str, peer_id: str) -> str:
+    if bool(group_id) == bool(peer_id):
+        raise InvalidArgument("give exactly one of group_id or peer_id", reason="NO_TARGET")
+    return group_conv(group_id) if group_id else dm_conv(agent, peer_id)
