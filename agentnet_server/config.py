@@ -30,7 +30,7 @@ class Settings:
     session_inflight: int = 256
     max_content_bytes: int = 64 * 1024
     max_payload_bytes: int = 64 * 1024
-    max_payload_depth: int = 32
+    max_payload_depth: int = 16
     max_mentions: int = 64
     # Abuse limits per device (0 disables a limit).
     sends_per_second: float = 500.0

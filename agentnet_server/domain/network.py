@@ -134,6 +134,12 @@ class Network:
         self, device: str, agent_id: str, display_name: str, role: str, description: str
     ) -> tuple[AgentRec, bool]:
         validate.check_id("agent id", agent_id)
+        existing = self.agents.get(agent_id)
+        if existing is not None:
+            # Empty fields keep what is stored, so reconnecting with just the id renames nothing.
+            display_name = display_name or existing.display_name
+            role = role or existing.role
+            description = description or existing.description
         name, key = validate.display_name(display_name or agent_id)
         validate.check_text("role", role, validate.MAX_ROLE)
         validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)

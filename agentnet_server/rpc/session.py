@@ -300,6 +300,10 @@ class Conn:
                     await self._dispatch(ev)
                 except AgentnetError as exc:
                     self.fail(exc, rid)
+            # A graceful end: keep the client's last delivery ack before the stream closes.
+            while self._ack_writing or self._ack_pending:
+                self._flush_acks()
+                await asyncio.sleep(0.005)
             s.close("OK", "the client closed the stream", "CLIENT_CLOSED")
         except asyncio.CancelledError:
             raise

@@ -1,0 +1,158 @@
+"""The client's local SQLite cache: received events, cursors and the outbox (readable offline)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+import time
+from collections.abc import Iterator
+
+from agentnet.v1 import events_pb2, resources_pb2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursor (conv TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS message (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, create_time INTEGER NOT NULL,
+    raw BLOB NOT NULL, PRIMARY KEY (conv, seq)
+);
+CREATE TABLE IF NOT EXISTS feed (seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS task (id TEXT PRIMARY KEY, version INTEGER NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    client_msg_id TEXT PRIMARY KEY, created REAL NOT NULL, raw BLOB NOT NULL
+);
+"""
+SCHEMA_VERSION = "1"
+
+
+class Cache:
+    """One file per agent. Writes are small and committed per event (WAL, synchronous=NORMAL)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if new:
+            os.chmod(self.path, 0o600)  # holds private conversations
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- cursors and received events ----------------------------------------------------------
+
+    def cursors(self) -> dict[str, int]:
+        return {c: s for c, s in self.db.execute("SELECT conv, seq FROM cursor")}
+
+    def record(self, conv: str, seq: int, event: events_pb2.ServerEvent) -> None:
+        """Store a received sequenced event and move the cursor, atomically."""
+        kind = event.WhichOneof("event")
+        with self._tx():
+            if kind == "message":
+                m = event.message
+                self.db.execute(
+                    "INSERT OR IGNORE INTO message (conv, seq, sender, create_time, raw) VALUES (?, ?, ?, ?, ?)",
+                    (m.conversation, m.seq, m.sender, m.create_time.ToMicroseconds(), m.SerializeToString()),
+                )
+            else:
+                item = _feed_item(event)
+                if item is not None:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO feed (seq, kind, raw) VALUES (?, ?, ?)",
+                        (item.seq, item.kind, event.SerializeToString()),
+                    )
+                task = _task(event)
+                if task is not None:
+                    self.db.execute(
+                        "INSERT INTO task (id, version, raw) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                        "version = excluded.version, raw = excluded.raw WHERE task.version < excluded.version",
+                        (task.id, task.version, task.SerializeToString()),
+                    )
+            self.db.execute(
+                "INSERT INTO cursor (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq "
+                "WHERE cursor.seq < excluded.seq",
+                (conv, seq),
+            )
+
+    def messages(self, conv: str, after_seq: int = 0, limit: int = 100) -> list[resources_pb2.Message]:
+        rows = self.db.execute(
+            "SELECT raw FROM message WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?", (conv, after_seq, limit)
+        )
+        return [resources_pb2.Message.FromString(r[0]) for r in rows]
+
+    def last_messages(self, conv: str, limit: int = 20) -> list[resources_pb2.Message]:
+        rows = self.db.execute("SELECT raw FROM message WHERE conv = ? ORDER BY seq DESC LIMIT ?", (conv, limit))
+        return [resources_pb2.Message.FromString(r[0]) for r in rows][::-1]
+
+    def conversations(self) -> list[tuple[str, int]]:
+        return list(self.db.execute("SELECT conv, MAX(seq) FROM message GROUP BY conv ORDER BY conv"))
+
+    def feed(self, limit: int = 100) -> list[events_pb2.ServerEvent]:
+        rows = self.db.execute("SELECT raw FROM feed ORDER BY seq DESC LIMIT ?", (limit,))
+        return [events_pb2.ServerEvent.FromString(r[0]) for r in rows]
+
+    def tasks(self) -> list[resources_pb2.Task]:
+        return [resources_pb2.Task.FromString(r[0]) for r in self.db.execute("SELECT raw FROM task ORDER BY id")]
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    def outbox_put(self, client_msg_id: str, send: events_pb2.SendMessage) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO outbox (client_msg_id, created, raw) VALUES (?, ?, ?)",
+            (client_msg_id, time.time(), send.SerializeToString()),
+        )
+
+    def outbox_remove(self, client_msg_id: str) -> None:
+        self.db.execute("DELETE FROM outbox WHERE client_msg_id = ?", (client_msg_id,))
+
+    def outbox(self) -> Iterator[tuple[str, events_pb2.SendMessage]]:
+        rows = self.db.execute("SELECT client_msg_id, raw FROM outbox ORDER BY created, rowid").fetchall()
+        for cid, raw in rows:
+            yield cid, events_pb2.SendMessage.FromString(raw)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self.db)
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _feed_item(event: events_pb2.ServerEvent) -> resources_pb2.InboxItem | None:
+    kind = event.WhichOneof("event")
+    if kind == "mention":
+        return event.mention.item
+    if kind == "direct_message":
+        return event.direct_message.item
+    if kind in ("task_assigned", "task_updated"):
+        return getattr(event, kind).item
+    return None
+
+
+def _task(event: events_pb2.ServerEvent) -> resources_pb2.Task | None:
+    kind = event.WhichOneof("event")
+    if kind in ("task_assigned", "task_updated"):
+        tev = getattr(event, kind)
+        return tev.task if tev.HasField("task") else None
+    return None

@@ -1,0 +1,393 @@
+"""`agentnet`: the command line for agents, scripts and people.
+
+Settings come from flags or AGENTNET_SERVER, AGENTNET_DEVICE_DIR and AGENTNET_AGENT.
+Every command takes --json for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message as PbMessage
+
+from .client import Client
+from .device import DeviceError
+from .errors import AgentnetError
+from .session import AgentProfile
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def to_dict(msg: PbMessage) -> dict[str, Any]:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def emit(ns: argparse.Namespace, data: Any, human: Callable[[], None]) -> None:
+    if ns.json:
+        if isinstance(data, PbMessage):
+            data = to_dict(data)
+        elif isinstance(data, list):
+            data = [to_dict(x) if isinstance(x, PbMessage) else x for x in data]
+        print(json.dumps(data, ensure_ascii=False), flush=True)
+    else:
+        human()
+
+
+def _time(ts: Any) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime(dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_message(m: Any) -> str:
+    where = f"#{m.group_id}" if m.group_id else f"dm→{m.recipient}"
+    mark = " ✓" if getattr(m, "_verified", False) else ""
+    return f"[{_time(m.create_time)}] {where} {m.seq:>5}  {m.sender}: {m.content}{mark}"
+
+
+def fmt_event(ev: Any) -> str:
+    kind = ev.WhichOneof("event")
+    if kind == "message":
+        return fmt_message(ev.message)
+    if kind == "mention":
+        it = ev.mention.item
+        return f"@ mention by {it.actor} in {it.conversation} #{it.message_seq}: {it.excerpt}"
+    if kind == "direct_message":
+        it = ev.direct_message.item
+        return f"✉ direct message from {it.actor}: {it.excerpt}"
+    if kind in ("task_assigned", "task_updated"):
+        t = getattr(ev, kind).task
+        return f"☐ {kind.replace('_', ' ')}: {t.id} [{_status(t.status)}] {t.title} → {t.assignee} (v{t.version})"
+    if kind == "presence":
+        return "presence: " + ", ".join(f"{p.agent_id} {'online' if p.online else 'offline'}" for p in ev.presence.agents)
+    if kind == "caught_up":
+        return f"-- caught up ({ev.caught_up.replayed} replayed) --"
+    if kind == "agent_list":
+        return "agents: " + ", ".join(f"{a.id}{'*' if a.online else ''}" for a in ev.agent_list.agents)
+    if kind == "history_gap":
+        g = ev.history_gap
+        return f"!! history {g.conversation} {g.from_seq}-{g.to_seq} was pruned and cannot be replayed"
+    if kind == "error":
+        return f"!! {ev.error.status}: {ev.error.message}"
+    if kind == "read_markers":
+        return f"read markers moved ({ev.read_markers.unread_total} unread left)"
+    return f"{kind}: {to_dict(ev)}"
+
+
+def _status(n: int) -> str:
+    from agentnet.v1 import resources_pb2
+
+    return resources_pb2.TaskStatus.Name(n).removeprefix("TASK_STATUS_").lower()
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def make_client(ns: argparse.Namespace, session: bool = False, cache: bool | str = False) -> Client:
+    agent: AgentProfile | None = None
+    if session:
+        agent_id = ns.agent or os.environ.get("AGENTNET_AGENT") or ""
+        if not agent_id:
+            raise AgentnetError("INVALID_ARGUMENT", "this command needs --agent (or AGENTNET_AGENT)", "NO_AGENT")
+        agent = AgentProfile(agent_id)
+    return Client(ns.server, ns.device_dir, agent, cache=cache, server_name=ns.server_name)
+
+
+def acting(ns: argparse.Namespace) -> str:
+    return ns.agent or os.environ.get("AGENTNET_AGENT") or ""
+
+
+async def cmd_register(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        agent_id = ns.id or acting(ns)
+        if not agent_id:
+            raise AgentnetError("INVALID_ARGUMENT", "give the agent id (--agent or positional)", "NO_AGENT")
+        r = await c.register_agent(AgentProfile(agent_id, ns.name or "", ns.role or "", ns.description or ""))
+        emit(ns, r, lambda: print(f"{'registered' if r.created else 'updated'} {r.agent.id} "
+                                 f"({r.agent.display_name}) owned by device {r.agent.owner_device}"))
+    return 0
+
+
+async def cmd_agents(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        agents = await c.list_agents(ns.online)
+
+        def human() -> None:
+            print(f"{'ID':<24} {'NAME':<16} {'ROLE':<12} {'STATE':<8} DEVICES")
+            for a in agents:
+                print(f"{a.id:<24} {a.display_name:<16} {a.role:<12} {'online' if a.online else 'offline':<8} "
+                      f"{', '.join(a.devices)}")
+
+        emit(ns, agents, human)
+    return 0
+
+
+async def cmd_groups(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        member = (await c.acting_agent(acting(ns))) if ns.mine else ""
+        groups = await c.list_groups(member)
+
+        def human() -> None:
+            print(f"{'GROUP':<24} {'MEMBERS':>7} {'LAST SEQ':>8}  TITLE")
+            for g in groups:
+                print(f"{g.id:<24} {g.member_count:>7} {g.last_seq:>8}  {g.title}")
+
+        emit(ns, groups, human)
+    return 0
+
+
+async def cmd_members(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        members = await c.list_members(ns.group)
+
+        def human() -> None:
+            for m in members:
+                print(f"{m.agent_id:<24} {m.display_name:<16} {'online' if m.online else 'offline'}")
+
+        emit(ns, members, human)
+    return 0
+
+
+async def cmd_create(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        g = await c.create_group(ns.group, ns.title or "", ns.description or "", acting(ns))
+        emit(ns, g, lambda: print(f"created group {g.id}"))
+    return 0
+
+
+async def cmd_join(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        r = await c.join_group(ns.group, acting(ns), ns.create, ns.title or "")
+        emit(ns, r, lambda: print(f"{'joined' if r.newly_joined else 'already in'} {r.group.id} "
+                                 f"({r.group.member_count} members)"))
+    return 0
+
+
+async def cmd_leave(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        r = await c.leave_group(ns.group, await c.acting_agent(acting(ns)))
+        emit(ns, r, lambda: print(f"left {ns.group}" if r.left else f"was not in {ns.group}"))
+    return 0
+
+
+def _payload(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AgentnetError("INVALID_ARGUMENT", f"--payload is not valid JSON: {exc}", "BAD_PAYLOAD") from None
+    if not isinstance(value, dict):
+        raise AgentnetError("INVALID_ARGUMENT", "--payload must be a JSON object", "BAD_PAYLOAD")
+    return value
+
+
+async def _post(ns: argparse.Namespace, group_id: str = "", to_agent: str = "") -> int:
+    text = ns.text if ns.text != "-" else sys.stdin.read()
+    async with make_client(ns) as c:
+        r = await c.post(text, group_id=group_id, to_agent=to_agent, agent_id=acting(ns),
+                         payload=_payload(ns.payload), mentions=getattr(ns, "mention", None) or [],
+                         client_msg_id=ns.id or "")
+
+        def human() -> None:
+            m = r.message
+            print(f"sent {m.conversation} seq {m.seq}" + (" (duplicate of an earlier send)" if r.duplicate else ""))
+            if r.unresolved_mentions:
+                print(f"not delivered to: {', '.join(r.unresolved_mentions)} (not members of this conversation)")
+
+        emit(ns, r, human)
+    return 0
+
+
+async def cmd_send(ns: argparse.Namespace) -> int:
+    return await _post(ns, group_id=ns.group)
+
+
+async def cmd_dm(ns: argparse.Namespace) -> int:
+    return await _post(ns, to_agent=ns.to)
+
+
+async def cmd_history(ns: argparse.Namespace) -> int:
+    if ns.offline:
+        client = make_client(ns, session=True, cache=True)
+        path = client.cache_path()
+        if path is None or not path.exists():
+            raise AgentnetError("FAILED_PRECONDITION", f"no local cache at {path}; run `agentnet tail` first",
+                                "NO_CACHE")
+        from .cache import Cache
+
+        cache = Cache(path)
+        me = client.agent.id if client.agent else ""
+        conv = f"group:{ns.group}" if ns.group else "dm:" + "+".join(sorted((me, ns.dm or "")))
+        msgs = cache.last_messages(conv, ns.limit)
+        cache.close()
+    else:
+        async with make_client(ns) as c:
+            msgs = await c.history(group_id=ns.group or "", peer_id=ns.dm or "", agent_id=acting(ns),
+                                   after_seq=ns.after, newest_first=ns.after == 0, limit=ns.limit)
+            if ns.after == 0:
+                msgs.reverse()
+
+    def human() -> None:
+        for m in msgs:
+            print(fmt_message(m))
+
+    emit(ns, msgs, human)
+    return 0
+
+
+async def cmd_tail(ns: argparse.Namespace) -> int:
+    client = make_client(ns, session=True, cache=not ns.no_cache)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    seen = 0
+    async with client:
+        events = client.events()
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(events.__anext__())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({nxt, stopper}, timeout=ns.timeout, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if nxt not in done:
+                nxt.cancel()
+                break
+            ev = nxt.result()
+            if ev.WhichOneof("event") in ns.skip:
+                continue
+            emit(ns, ev, lambda ev=ev: print(fmt_event(ev), flush=True))
+            seen += 1
+            if ns.count and seen >= ns.count:
+                break
+        if client.session is not None and client.session.error is not None:
+            raise client.session.error
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="agentnet", description="agentnet command line")
+    ap.add_argument("--server", help="host:port of the server (env AGENTNET_SERVER, default 127.0.0.1:50051)")
+    ap.add_argument("--device-dir", help="folder with cert.pem, key.pem, ca.pem (env AGENTNET_DEVICE_DIR)")
+    ap.add_argument("--agent", help="the agent to act as (env AGENTNET_AGENT; default: the device's only agent)")
+    ap.add_argument("--server-name", help="TLS name to expect when the address is not in the server certificate")
+    ap.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="command")
+
+    def add(name: str, fn: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("register", cmd_register, "register (or update) an agent owned by this device")
+    p.add_argument("id", nargs="?", help="agent id (default --agent)")
+    p.add_argument("--name", help="display name, e.g. 小邢 (default: the id)")
+    p.add_argument("--role", help="role, e.g. DevOps")
+    p.add_argument("--description", help="what the agent can do")
+
+    p = add("agents", cmd_agents, "list agents and who is online")
+    p.add_argument("--online", action="store_true", help="only online agents")
+
+    p = add("groups", cmd_groups, "list groups")
+    p.add_argument("--mine", action="store_true", help="only groups the agent is in")
+
+    p = add("members", cmd_members, "list the members of a group")
+    p.add_argument("group")
+
+    p = add("create", cmd_create, "create a group (the agent becomes its first member)")
+    p.add_argument("group")
+    p.add_argument("--title")
+    p.add_argument("--description")
+
+    p = add("join", cmd_join, "join a group")
+    p.add_argument("group")
+    p.add_argument("--create", action="store_true", help="create the group if it does not exist")
+    p.add_argument("--title")
+
+    p = add("leave", cmd_leave, "leave a group")
+    p.add_argument("group")
+
+    for name, fn, target, helptext in (
+        ("send", cmd_send, "group", "send a message to a group"),
+        ("dm", cmd_dm, "to", "send a direct message to an agent"),
+    ):
+        p = add(name, fn, helptext)
+        p.add_argument(target)
+        p.add_argument("text", help="the message ('-' reads stdin)")
+        p.add_argument("--payload", help="JSON object with machine-readable data")
+        p.add_argument("--id", help="client_msg_id (retrying with the same id never sends twice)")
+        if name == "send":
+            p.add_argument("--mention", action="append", help="mention this agent explicitly (repeatable)")
+
+    p = add("history", cmd_history, "show the messages of a group or a direct-message pair")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("group", nargs="?")
+    g.add_argument("--dm", help="the other agent of a direct-message pair")
+    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--after", type=_nonneg_int, default=0, help="only messages after this seq (oldest first)")
+    p.add_argument("--offline", action="store_true", help="read the local cache instead of the server")
+
+    p = add("tail", cmd_tail, "print live events (messages, mentions, tasks, presence) until Ctrl-C")
+    p.add_argument("--count", type=_positive_int, help="exit after this many events")
+    p.add_argument("--timeout", type=float, help="exit when no event arrives for this many seconds")
+    p.add_argument("--skip", action="append", default=[], help="event kinds not to print (repeatable)")
+    p.add_argument("--no-cache", action="store_true", help="do not keep a local cache")
+
+    return ap
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    try:
+        return asyncio.run(ns.fn(ns))
+    except AgentnetError as exc:
+        if ns.json:
+            print(json.dumps({"error": {"status": exc.status, "message": exc.message, "reason": exc.reason}},
+                             ensure_ascii=False), file=sys.stderr)
+        else:
+            print(f"agentnet {ns.cmd}: {exc.status}: {exc.message}", file=sys.stderr)
+        return 3 if exc.status == "UNAVAILABLE" else 1
+    except DeviceError as exc:
+        print(f"agentnet {ns.cmd}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

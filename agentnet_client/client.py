@@ -1,0 +1,327 @@
+"""`Client`: the typed async façade over the unary RPCs and the live Session stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+
+from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
+
+from .cache import Cache
+from .device import DEFAULT_SERVER, Device, load_device, secure_channel
+from .errors import AgentnetError
+from .session import AgentProfile, Backoff, SessionClient, State
+
+T = TypeVar("T")
+
+IDEMPOTENT_RETRIES = 3
+
+
+def settings_from_env(server: str | None, device_dir: str | os.PathLike[str] | None) -> tuple[str, pathlib.Path]:
+    server = server or os.environ.get("AGENTNET_SERVER") or DEFAULT_SERVER
+    folder = device_dir or os.environ.get("AGENTNET_DEVICE_DIR")
+    if not folder:
+        raise AgentnetError(
+            "FAILED_PRECONDITION",
+            "no device folder: pass --device-dir or set AGENTNET_DEVICE_DIR to a folder with cert.pem, key.pem "
+            "and ca.pem (from `make certs DEVICE=<id>`)",
+            "NO_DEVICE_DIR",
+        )
+    return server, pathlib.Path(folder)
+
+
+class Client:
+    """Connects one device (and optionally one agent's live session) to an agentnet server.
+
+    >>> async with Client(agent=AgentProfile("xiaoxing", "小邢")) as c:
+    ...     await c.wait_live()
+    ...     await c.send("hello @老邢", group_id="dev-team")
+    ...     async for event in c.events(): ...
+    """
+
+    def __init__(
+        self,
+        server: str | None = None,
+        device_dir: str | os.PathLike[str] | None = None,
+        agent: AgentProfile | str | None = None,
+        *,
+        cache: bool | str | os.PathLike[str] = True,
+        server_name: str | None = None,
+        backoff: Backoff | None = None,
+        event_queue: int = 10_000,
+        sign: bool = True,
+    ) -> None:
+        self.server, folder = settings_from_env(server, device_dir)
+        self.device: Device = load_device(folder)
+        self.device.check_valid()
+        self.server_name = server_name
+        self.agent = AgentProfile(agent) if isinstance(agent, str) else agent
+        self._cache_opt = cache
+        self._backoff = backoff
+        self._event_queue = event_queue
+        self._sign = sign
+        self.cache: Cache | None = None
+        self.session: SessionClient | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self.stub: service_pb2_grpc.AgentNetStub | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def cache_path(self) -> pathlib.Path | None:
+        if self.agent is None or self._cache_opt is False:
+            return None
+        if self._cache_opt is True:
+            return self.device.folder / f"cache-{self.agent.id}.sqlite"
+        return pathlib.Path(self._cache_opt)
+
+    async def open(self, connect: bool = True) -> None:
+        """Open the unary channel and, when an agent is set, start its live session."""
+        self._channel = secure_channel(self.server, self.device, self.server_name)
+        self.stub = service_pb2_grpc.AgentNetStub(self._channel)
+        path = self.cache_path()
+        if path is not None:
+            self.cache = Cache(path)
+        if self.agent is not None and connect:
+            signer = None
+            if self._sign:
+                from .signing import Signer
+
+                signer = Signer(self.device).sign_send
+            self.session = SessionClient(
+                self.server, self.device, self.agent, self.cache, server_name=self.server_name,
+                backoff=self._backoff, event_queue=self._event_queue, signer=signer,
+            )
+            self.session.start()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+        if self.cache is not None:
+            self.cache.close()
+
+    # -- live session -------------------------------------------------------------------------
+
+    def _live(self) -> SessionClient:
+        if self.session is None:
+            raise AgentnetError("FAILED_PRECONDITION", "this client has no agent session", "NO_SESSION")
+        return self.session
+
+    @property
+    def state(self) -> State:
+        return self.session.state if self.session is not None else State.IDLE
+
+    async def wait_live(self, timeout: float | None = 30.0) -> None:
+        """Wait until registered and caught up; raises the session's error if it failed."""
+        s = self._live()
+        state = await s.wait_for(State.LIVE, timeout=timeout)
+        if state != State.LIVE:
+            raise s.error or AgentnetError("UNAVAILABLE", f"session ended in state {state.value}", "SESSION_ENDED")
+
+    def events(self) -> AsyncIterator[events_pb2.ServerEvent]:
+        return self._live().events()
+
+    async def next_event(self, timeout: float | None = None) -> events_pb2.ServerEvent:
+        return await self._live().next_event(timeout)
+
+    async def send(
+        self,
+        content: str = "",
+        *,
+        group_id: str = "",
+        to_agent: str = "",
+        payload: dict[str, Any] | None = None,
+        mentions: list[str] | None = None,
+        client_msg_id: str = "",
+    ) -> events_pb2.MessageAck:
+        """Send over the live stream (outbox: survives disconnects; idempotent)."""
+        return await self._live().send(
+            content, group_id=group_id, to_agent=to_agent, payload=payload, mentions=mentions,
+            client_msg_id=client_msg_id,
+        )
+
+    async def join(self, group_id: str, create: bool = False, title: str = "") -> events_pb2.GroupJoined:
+        return await self._live().join(group_id, create, title)
+
+    async def leave(self, group_id: str) -> None:
+        await self._live().leave(group_id)
+
+    # -- unary RPCs ---------------------------------------------------------------------------
+
+    async def _rpc(self, fn: Callable[..., Awaitable[T]], req: Any, *, idempotent: bool, timeout: float = 30.0) -> T:
+        assert self.stub is not None, "call open() first"
+        attempt = 0
+        while True:
+            try:
+                return await fn(req, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                err = AgentnetError.from_rpc(exc)
+                attempt += 1
+                if idempotent and err.status == "UNAVAILABLE" and attempt < IDEMPOTENT_RETRIES:
+                    await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+                    continue
+                raise err from None
+
+    def _stub(self) -> service_pb2_grpc.AgentNetStub:
+        assert self.stub is not None, "call open() first"
+        return self.stub
+
+    async def register_agent(self, agent: AgentProfile) -> service_pb2.RegisterAgentResponse:
+        req = service_pb2.RegisterAgentRequest(agent=resources_pb2.Agent(
+            id=agent.id, display_name=agent.display_name, role=agent.role, description=agent.description))
+        return await self._rpc(self._stub().RegisterAgent, req, idempotent=True)
+
+    async def list_agents(self, online_only: bool = False) -> list[resources_pb2.Agent]:
+        out: list[resources_pb2.Agent] = []
+        token = ""
+        while True:
+            resp = await self._rpc(self._stub().ListAgents, service_pb2.ListAgentsRequest(
+                online_only=online_only, page_size=1000, page_token=token), idempotent=True)
+            out.extend(resp.agents)
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    async def get_agent(self, agent_id: str) -> resources_pb2.Agent:
+        return await self._rpc(self._stub().GetAgent, service_pb2.GetAgentRequest(agent_id=agent_id), idempotent=True)
+
+    async def list_groups(self, member: str = "") -> list[resources_pb2.Group]:
+        out: list[resources_pb2.Group] = []
+        token = ""
+        while True:
+            resp = await self._rpc(self._stub().ListGroups, service_pb2.ListGroupsRequest(
+                member=member, page_size=1000, page_token=token), idempotent=True)
+            out.extend(resp.groups)
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    async def create_group(self, group_id: str, title: str = "", description: str = "", agent_id: str = "") -> resources_pb2.Group:
+        return await self._rpc(self._stub().CreateGroup, service_pb2.CreateGroupRequest(
+            group_id=group_id, title=title, description=description, agent_id=agent_id), idempotent=False)
+
+    async def join_group(self, group_id: str, agent_id: str = "", create: bool = False, title: str = "") -> service_pb2.JoinGroupResponse:
+        return await self._rpc(self._stub().JoinGroup, service_pb2.JoinGroupRequest(
+            group_id=group_id, agent_id=agent_id, create_if_missing=create, title=title), idempotent=True)
+
+    async def leave_group(self, group_id: str, agent_id: str) -> service_pb2.LeaveGroupResponse:
+        return await self._rpc(self._stub().LeaveGroup, service_pb2.LeaveGroupRequest(
+            group_id=group_id, agent_id=agent_id), idempotent=True)
+
+    async def list_members(self, group_id: str) -> list[resources_pb2.GroupMember]:
+        out: list[resources_pb2.GroupMember] = []
+        token = ""
+        while True:
+            resp = await self._rpc(self._stub().ListGroupMembers, service_pb2.ListGroupMembersRequest(
+                group_id=group_id, page_size=1000, page_token=token), idempotent=True)
+            out.extend(resp.members)
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    async def post(
+        self,
+        content: str,
+        *,
+        group_id: str = "",
+        to_agent: str = "",
+        agent_id: str = "",
+        payload: dict[str, Any] | None = None,
+        mentions: list[str] | None = None,
+        client_msg_id: str = "",
+    ) -> service_pb2.SendMessageResponse:
+        """Send with a unary RPC (no live session needed); retried safely with one client_msg_id."""
+        cid = client_msg_id or uuid.uuid4().hex
+        signature, sign_time = await self._sign_fields(
+            agent_id, group_id, to_agent, cid, content, payload, mentions or [])
+        common: dict[str, Any] = dict(agent_id=agent_id, client_msg_id=cid, content=content,
+                                      signature=signature, sign_time=sign_time)
+        if payload is not None:
+            st = struct_pb2.Struct()
+            st.update(payload)
+            common["payload"] = st
+        if group_id:
+            req: Any = service_pb2.SendGroupMessageRequest(group_id=group_id, mentions=mentions or [], **common)
+            return await self._rpc(self._stub().SendGroupMessage, req, idempotent=True)
+        req = service_pb2.SendDirectMessageRequest(peer_id=to_agent, **common)
+        return await self._rpc(self._stub().SendDirectMessage, req, idempotent=True)
+
+    async def acting_agent(self, agent_id: str = "") -> str:
+        """The agent unary calls act as: agent_id, this client's agent, or the device's only agent."""
+        if agent_id:
+            return agent_id
+        if self.agent is not None:
+            return self.agent.id
+        mine = [a.id for a in await self.list_agents() if self.device.id in a.devices]
+        if len(mine) != 1:
+            raise AgentnetError(
+                "FAILED_PRECONDITION",
+                f"device {self.device.id!r} acts as {len(mine)} agents ({', '.join(mine) or 'none'}); give --agent",
+                "AGENT_AMBIGUOUS" if mine else "NO_AGENT",
+            )
+        return mine[0]
+
+    async def _sign_fields(self, agent_id: str, group_id: str, to_agent: str, cid: str, content: str,
+                           payload: dict[str, Any] | None, mentions: list[str]) -> tuple[bytes, Any]:
+        if not self._sign:
+            return b"", None
+        from .signing import Signer
+
+        sender = await self.acting_agent(agent_id)
+        sm = events_pb2.SendMessage(client_msg_id=cid, content=content, mentions=mentions)
+        if group_id:
+            sm.group_id = group_id
+        else:
+            sm.to_agent = to_agent
+        if payload is not None:
+            sm.payload.update(payload)
+        Signer(self.device).sign_send(sm, sender)
+        return sm.signature, sm.sign_time
+
+    async def history(
+        self,
+        *,
+        group_id: str = "",
+        peer_id: str = "",
+        agent_id: str = "",
+        after_seq: int = 0,
+        newest_first: bool = False,
+        limit: int = 100,
+    ) -> list[resources_pb2.Message]:
+        """Messages of a group or a direct-message pair (paginates until `limit`)."""
+        out: list[resources_pb2.Message] = []
+        token = ""
+        while len(out) < limit:
+            size = min(1000, limit - len(out))
+            if group_id:
+                resp = await self._rpc(self._stub().ListGroupMessages, service_pb2.ListGroupMessagesRequest(
+                    group_id=group_id, agent_id=agent_id, after_seq=after_seq, newest_first=newest_first,
+                    page_size=size, page_token=token), idempotent=True)
+            else:
+                resp = await self._rpc(self._stub().ListDirectMessages, service_pb2.ListDirectMessagesRequest(
+                    peer_id=peer_id, agent_id=agent_id, after_seq=after_seq, newest_first=newest_first,
+                    page_size=size, page_token=token), idempotent=True)
+            out.extend(resp.messages)
+            token = resp.next_page_token
+            if not token:
+                break
+        return out
+
+    async def get_device(self, device_id: str, fingerprint: str = "") -> resources_pb2.Device:
+        return await self._rpc(self._stub().GetDevice, service_pb2.GetDeviceRequest(
+            device_id=device_id, fingerprint=fingerprint), idempotent=True)

@@ -1,0 +1,539 @@
+"""The client side of the Session stream: dial → register → resume → live, and back.
+
+It reconnects by itself with jittered exponential backoff, resumes from the cursors it keeps
+(in the local cache when there is one), drops duplicates by seq, keeps an outbox of sends that
+are not acknowledged yet and sends them again after reconnecting (the server deduplicates by
+client_msg_id), and notices a dead link by missing heartbeat answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import itertools
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
+
+from .cache import Cache
+from .device import Device, secure_channel
+from .errors import AgentnetError, ConnectionLost, NotConnected
+
+log = logging.getLogger("agentnet.client")
+
+# Stream end statuses after which reconnecting cannot help.
+PERMANENT = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT", "UNIMPLEMENTED", "ALREADY_EXISTS"})
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    REGISTERING = "registering"
+    CATCHING_UP = "catching_up"
+    LIVE = "live"
+    BACKING_OFF = "backing_off"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentProfile:
+    """The agent this client registers as."""
+
+    id: str
+    display_name: str = ""
+    role: str = ""
+    description: str = ""
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Full-jitter exponential backoff: sleep uniform(0, min(cap, base * 2**attempt))."""
+
+    base: float = 0.25
+    cap: float = 30.0
+    attempt: int = 0
+
+    def next(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.base * (2**self.attempt)))
+        self.attempt = min(self.attempt + 1, 30)
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def inbox_conv(agent_id: str) -> str:
+    return "inbox:" + agent_id
+
+
+def sequenced(event: events_pb2.ServerEvent, agent_id: str) -> tuple[str, int] | None:
+    """(conversation, seq) of a sequenced event, else None."""
+    kind = event.WhichOneof("event")
+    if kind == "message":
+        return event.message.conversation, event.message.seq
+    if kind == "mention":
+        return inbox_conv(agent_id), event.mention.item.seq
+    if kind == "direct_message":
+        return inbox_conv(agent_id), event.direct_message.item.seq
+    if kind in ("task_assigned", "task_updated"):
+        return inbox_conv(agent_id), getattr(event, kind).item.seq
+    return None
+
+
+class SessionClient:
+    """One agent's live connection. Use through `agentnet_client.Client`."""
+
+    def __init__(
+        self,
+        server: str,
+        device: Device,
+        agent: AgentProfile,
+        cache: Cache | None = None,
+        *,
+        server_name: str | None = None,
+        backoff: Backoff | None = None,
+        event_queue: int = 10_000,
+        signer: Callable[[events_pb2.SendMessage, str], None] | None = None,
+        ack_interval: float = 0.2,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.server = server
+        self.device = device
+        self.agent = agent
+        self.cache = cache
+        self.server_name = server_name
+        self.backoff = backoff or Backoff()
+        self.signer = signer
+        self.ack_interval = ack_interval
+        self.connect_timeout = connect_timeout
+        self.state = State.IDLE
+        self.error: AgentnetError | None = None
+        self.heartbeat_interval = 10.0
+        self.registered: events_pb2.Registered | None = None
+        self.presence: dict[str, bool] = {}
+        self.duplicates_dropped = 0
+        self.connects = 0
+        self._cursors: dict[str, int] = cache.cursors() if cache else {}
+        # event_queue=0: do not queue events for the application (cache and cursors only).
+        self._queue_events = event_queue > 0
+        self._events: asyncio.Queue[events_pb2.ServerEvent] = asyncio.Queue(max(event_queue, 1))
+        self._state_changed = asyncio.Condition()
+        self._outbox: dict[str, events_pb2.SendMessage] = dict(cache.outbox()) if cache else {}
+        self._send_waiters: dict[str, asyncio.Future[events_pb2.MessageAck]] = {}
+        self._requests: dict[str, asyncio.Future[events_pb2.ServerEvent]] = {}
+        self._ids = itertools.count(1)
+        self._call: Any = None
+        self._wlock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._conn_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._acked: dict[str, int] = {}
+        self._ack_dirty = False
+        self._last_recv = time.monotonic()
+        self._reading = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"agentnet-session-{self.agent.id}")
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop: send the last delivery ack, half-close the stream and let the server finish it."""
+        self._closing = True
+        call = self._call
+        if call is not None and self.state in (State.CATCHING_UP, State.LIVE):
+            try:
+                await asyncio.wait_for(self._graceful_end(call), grace)
+            except (TimeoutError, AgentnetError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._set_state(State.CLOSED)
+        for fut in self._send_waiters.values():
+            if not fut.done():
+                fut.set_exception(NotConnected("the client was closed; the message stays in the outbox"))
+        self._send_waiters.clear()
+
+    async def _graceful_end(self, call: Any) -> None:
+        await self._send_acks()
+        async with self._wlock:
+            await call.done_writing()
+        assert self._task is not None
+        await asyncio.shield(self._task)
+
+    async def _set_state(self, state: State) -> None:
+        if self.state == state:
+            return
+        self.state = state
+        async with self._state_changed:
+            self._state_changed.notify_all()
+
+    async def wait_for(self, *states: State, timeout: float | None = None) -> State:
+        """Wait until the client is in one of `states` (FAILED and CLOSED always end the wait)."""
+        ends = set(states) | {State.FAILED, State.CLOSED}
+
+        async def _wait() -> State:
+            async with self._state_changed:
+                await self._state_changed.wait_for(lambda: self.state in ends)
+            return self.state
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    async def events(self) -> AsyncIterator[events_pb2.ServerEvent]:
+        while True:
+            yield await self._events.get()
+
+    def get_event_nowait(self) -> events_pb2.ServerEvent | None:
+        try:
+            return self._events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def next_event(self, timeout: float | None = None) -> events_pb2.ServerEvent:
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    @property
+    def cursors(self) -> dict[str, int]:
+        return dict(self._cursors)
+
+    @property
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        content: str = "",
+        *,
+        group_id: str = "",
+        to_agent: str = "",
+        payload: dict[str, Any] | None = None,
+        mentions: list[str] | None = None,
+        client_msg_id: str = "",
+    ) -> events_pb2.MessageAck:
+        """Send a message; returns the server's ack after the message is committed.
+
+        The message goes into the outbox first; if the connection is down it is sent after
+        reconnecting. A retried client_msg_id returns the original seq (ack.duplicate)."""
+        if bool(group_id) == bool(to_agent):
+            raise ValueError("give exactly one of group_id or to_agent")
+        cid = client_msg_id or uuid.uuid4().hex
+        sm = events_pb2.SendMessage(client_msg_id=cid, content=content, mentions=mentions or [])
+        if group_id:
+            sm.group_id = group_id
+        else:
+            sm.to_agent = to_agent
+        if payload is not None:
+            sm.payload.update(payload)
+        if self.signer is not None:
+            self.signer(sm, self.agent.id)
+        fut = self._send_waiters.get(cid)
+        if fut is None or fut.done():
+            fut = self._send_waiters[cid] = asyncio.get_running_loop().create_future()
+        if cid not in self._outbox:
+            self._outbox[cid] = sm
+            if self.cache is not None:
+                self.cache.outbox_put(cid, sm)
+        if self.state in (State.CATCHING_UP, State.LIVE):
+            await self._write_quiet(events_pb2.ClientEvent(request_id=cid, message=sm))
+        return await fut
+
+    async def request(self, event: events_pb2.ClientEvent, timeout: float = 30.0) -> events_pb2.ServerEvent:
+        """Send one event on the stream and wait for its reply (raises AgentnetError on error)."""
+        if self.state not in (State.CATCHING_UP, State.LIVE):
+            raise NotConnected(f"not connected (state {self.state.value}); try again when live")
+        rid = f"r{next(self._ids)}"
+        event.request_id = rid
+        fut: asyncio.Future[events_pb2.ServerEvent] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        try:
+            await self._write(event)
+            reply = await asyncio.wait_for(fut, timeout)
+        finally:
+            self._requests.pop(rid, None)
+        if reply.WhichOneof("event") == "error":
+            raise AgentnetError.from_event(reply.error)
+        return reply
+
+    async def join(self, group_id: str, create: bool = False, title: str = "") -> events_pb2.GroupJoined:
+        reply = await self.request(events_pb2.ClientEvent(
+            join_group=events_pb2.JoinGroup(group_id=group_id, create_if_missing=create, title=title)))
+        return reply.group_joined
+
+    async def leave(self, group_id: str) -> None:
+        await self.request(events_pb2.ClientEvent(leave_group=events_pb2.LeaveGroup(group_id=group_id)))
+
+    # -- transport ----------------------------------------------------------------------------
+
+    async def _write(self, event: events_pb2.ClientEvent) -> None:
+        call = self._call
+        if call is None:
+            raise NotConnected()
+        async with self._wlock:
+            try:
+                await call.write(event)
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                raise ConnectionLost(f"the stream broke while sending: {exc}") from None
+
+    async def _write_quiet(self, event: events_pb2.ClientEvent) -> None:
+        """Write, or leave it to the outbox flush after reconnecting."""
+        try:
+            await self._write(event)
+        except AgentnetError:
+            pass
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._set_state(State.CONNECTING)
+            self._conn_task = asyncio.create_task(self._connect_once())
+            try:
+                await self._conn_task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    raise
+                log.info("agentnet session for %s: link declared dead; reconnecting", self.agent.id)
+            except AgentnetError as exc:
+                if exc.status in PERMANENT:
+                    self.error = exc
+                    log.error("agentnet session for %s failed: %s", self.agent.id, exc)
+                    self._fail_pending(exc)
+                    await self._set_state(State.FAILED)
+                    return
+                log.info("agentnet session for %s ended: %s", self.agent.id, exc)
+            except Exception as exc:  # noqa: BLE001 - any transport failure leads to a retry
+                log.info("agentnet session for %s broke: %s: %s", self.agent.id, type(exc).__name__, exc)
+            finally:
+                self._call = None
+                self._fail_requests(ConnectionLost())
+            if self._closing:
+                break
+            delay = self.backoff.next()
+            await self._set_state(State.BACKING_OFF)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> None:
+        self.device.check_valid()
+        channel = secure_channel(self.server, self.device, self.server_name)
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            stub = service_pb2_grpc.AgentNetStub(channel)
+            call = stub.Session()
+            self._call = call
+            self.connects += 1
+            await self._set_state(State.REGISTERING)
+            reg = events_pb2.Register(
+                agent=resources_pb2.Agent(
+                    id=self.agent.id, display_name=self.agent.display_name,
+                    role=self.agent.role, description=self.agent.description,
+                ),
+                cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._cursors.items()],
+            )
+            async with self._wlock:
+                await call.write(events_pb2.ClientEvent(request_id="register", register=reg))
+            self._last_recv = time.monotonic()
+            helpers.append(asyncio.create_task(self._watchdog(call)))
+            helpers.append(asyncio.create_task(self._heartbeats()))
+            helpers.append(asyncio.create_task(self._acks()))
+            while True:
+                self._reading = True
+                ev = await call.read()
+                self._reading = False
+                if ev is grpc.aio.EOF:
+                    break
+                self._last_recv = time.monotonic()
+                await self._on_event(ev)
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                raise AgentnetError.from_rpc(_CallStatus(code, await call.details(), await call.trailing_metadata()))
+        except grpc.aio.AioRpcError as exc:
+            raise AgentnetError.from_rpc(exc) from None
+        finally:
+            for t in helpers:
+                t.cancel()
+            for t in helpers:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+            self._call = None
+            await channel.close(grace=None)
+
+    async def _watchdog(self, call: Any) -> None:
+        """Cancel the call when registration does not finish within connect_timeout (a link that
+        hangs while dialing) or when the server is silent for 3 heartbeat intervals."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.25, self.heartbeat_interval / 4))
+            now = time.monotonic()
+            if self.state == State.REGISTERING:
+                if now - started > self.connect_timeout:
+                    log.info("no registration within %.1f s; reconnecting", self.connect_timeout)
+                    self._abandon(call)
+                    return
+            # Only while waiting for the server: an application that is slow to take events
+            # pauses reading on purpose (backpressure) and is not a dead link.
+            elif self._reading and now - self._last_recv > 3 * self.heartbeat_interval:
+                log.info("no answer from the server for 3 heartbeat intervals; reconnecting")
+                self._abandon(call)
+                return
+
+    def _abandon(self, call: Any) -> None:
+        """Give up on a dead link: a read on a frozen connection does not end by itself."""
+        call.cancel()
+        if self._conn_task is not None:
+            self._conn_task.cancel()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if self.state in (State.CATCHING_UP, State.LIVE):
+                try:
+                    await self._write(events_pb2.ClientEvent(heartbeat=events_pb2.Heartbeat()))
+                except AgentnetError:
+                    return
+
+    async def _acks(self) -> None:
+        while True:
+            await asyncio.sleep(self.ack_interval)
+            try:
+                await self._send_acks()
+            except AgentnetError:
+                return
+
+    async def _send_acks(self) -> None:
+        if self._ack_dirty and self.state in (State.CATCHING_UP, State.LIVE):
+            self._ack_dirty = False
+            batch = [resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._acked.items()]
+            self._acked = {}
+            await self._write(events_pb2.ClientEvent(ack=events_pb2.Ack(cursors=batch)))
+
+    # -- incoming -----------------------------------------------------------------------------
+
+    async def _on_event(self, ev: events_pb2.ServerEvent) -> None:
+        kind = ev.WhichOneof("event")
+        rid = ev.request_id
+        if kind == "registered":
+            self.registered = ev.registered
+            self.heartbeat_interval = max(0.05, ev.registered.heartbeat_interval.ToTimedelta().total_seconds())
+            await self._set_state(State.CATCHING_UP)
+            await self._flush_outbox()
+            return
+        if kind == "message_ack":
+            self._on_send_result(rid, ev.message_ack, None)
+            return
+        if kind == "error" and rid:
+            err = AgentnetError.from_event(ev.error)
+            if rid == "register":
+                raise err
+            if rid in self._send_waiters or rid in self._outbox:
+                self._on_send_result(rid, None, err)
+                return
+        if rid and rid in self._requests:
+            fut = self._requests.pop(rid)
+            if not fut.done():
+                fut.set_result(ev)
+            return
+        if kind == "heartbeat_ack":
+            return
+        key = sequenced(ev, self.agent.id)
+        if key is not None:
+            conv, seq = key
+            last = self._cursors.get(conv, 0)
+            if seq <= last:
+                self.duplicates_dropped += 1
+                return
+            if seq != last + 1 and last:
+                log.warning("gap in %s: had %d, got %d", conv, last, seq)
+            self._cursors[conv] = seq
+            if self.cache is not None:
+                self.cache.record(conv, seq, ev)
+            self._acked[conv] = seq
+            self._ack_dirty = True
+        elif kind == "caught_up":
+            self.backoff.reset()
+            await self._set_state(State.LIVE)
+        elif kind == "agent_list":
+            self.presence = {a.id: a.online for a in ev.agent_list.agents}
+        elif kind == "presence":
+            if ev.presence.snapshot:
+                self.presence = {}
+            for p in ev.presence.agents:
+                self.presence[p.agent_id] = p.online
+        if self._queue_events:
+            await self._events.put(ev)
+
+    def _on_send_result(self, cid: str, ack: events_pb2.MessageAck | None, err: AgentnetError | None) -> None:
+        if err is not None and err.retryable:
+            # Stays in the outbox; sent again after a pause (or after reconnecting).
+            delay = err.retry_after or self.backoff.base
+            asyncio.get_running_loop().call_later(delay, self._resend, cid)
+            return
+        self._outbox.pop(cid, None)
+        if self.cache is not None:
+            self.cache.outbox_remove(cid)
+        fut = self._send_waiters.pop(cid, None)
+        if fut is not None and not fut.done():
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                assert ack is not None
+                fut.set_result(ack)
+
+    def _resend(self, cid: str) -> None:
+        sm = self._outbox.get(cid)
+        if sm is not None and self.state in (State.CATCHING_UP, State.LIVE):
+            asyncio.get_running_loop().create_task(
+                self._write_quiet(events_pb2.ClientEvent(request_id=cid, message=sm))
+            )
+
+    async def _flush_outbox(self) -> None:
+        for cid, sm in list(self._outbox.items()):
+            await self._write_quiet(events_pb2.ClientEvent(request_id=cid, message=sm))
+
+    def _fail_requests(self, exc: AgentnetError) -> None:
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._requests.clear()
+
+    def _fail_pending(self, exc: AgentnetError) -> None:
+        self._fail_requests(exc)
+        for fut in self._send_waiters.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._send_waiters.clear()
+
+
+@dataclasses.dataclass
+class _CallStatus:
+    """Adapts a finished call's status to AgentnetError.from_rpc."""
+
+    _code: grpc.StatusCode
+    _details: str
+    _trailing: Any
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailing

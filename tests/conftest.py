@@ -1,0 +1,220 @@
+"""Test harness: real server processes (grpc.aio, real TLS, port 0, SQLite file or PostgreSQL),
+certificates made by the project's own PKI code, and the real client library."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from agentnet_client import AgentProfile, Backoff, Client
+from agentnet_server import pki
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEVICES = ("laoxing-vps", "xiaoxing-mac", "xiaojin-mini", "d4", "d5", "d6")
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> pki.CertsDir:
+    """A CA, a server certificate and six enrolled devices."""
+    root = tmp_path_factory.mktemp("certs")
+    cd = pki.CertsDir(root)
+    pki.ensure_server(cd, [])
+    for d in DEVICES:
+        pki.issue_device(cd, d)
+    return cd
+
+
+class ServerProc:
+    """`agentnet-server serve` as a child process."""
+
+    def __init__(self, certs: pki.CertsDir, db: str, workdir: pathlib.Path, **flags: Any) -> None:
+        self.certs = certs
+        self.db = db
+        self.workdir = workdir
+        self.flags = {"heartbeat": 1.0, "grace": 1.0, **flags}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.http_port: int | None = None
+        self.log = workdir / "server.log"
+        self.starts = 0
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProc:
+        ready = self.workdir / f"ready-{self.starts}.json"
+        self.starts += 1
+        args = [
+            sys.executable, "-m", "agentnet_server", "serve",
+            "--certs", str(self.certs.root), "--db", self.db,
+            "--grpc-addr", f"127.0.0.1:{self.port}", "--ready-file", str(ready), "--log-level", "INFO",
+        ]
+        http = self.flags.get("http_addr", "off")
+        args += ["--http-addr", http if http == "off" else f"127.0.0.1:{self.http_port or 0}"]
+        for key, value in self.flags.items():
+            if key == "http_addr":
+                continue
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"server did not become ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.02)
+        info = json.loads(ready.read_text())
+        self.port = int(info["grpc"].rsplit(":", 1)[1])
+        if info.get("http"):
+            self.http_port = int(info["http"].rsplit(":", 1)[1])
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> ServerProc:
+        self.stop()
+        return self.start()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _db_url(tmp: pathlib.Path) -> str:
+    return f"sqlite:///{tmp / 'agentnet.db'}"
+
+
+@pytest.fixture
+def make_server(certs: pki.CertsDir, tmp_path: pathlib.Path) -> Iterator[Any]:
+    started: list[ServerProc] = []
+
+    def make(db: str | None = None, **flags: Any) -> ServerProc:
+        workdir = tmp_path / f"srv{len(started)}"
+        workdir.mkdir()
+        srv = ServerProc(certs, db or _db_url(workdir), workdir, **flags)
+        started.append(srv)
+        return srv.start()
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def server(make_server: Any) -> ServerProc:
+    srv: ServerProc = make_server()
+    return srv
+
+
+class Clients:
+    """Builds clients for the test server and closes them afterwards."""
+
+    def __init__(self, certs: pki.CertsDir, server: ServerProc, tmp: pathlib.Path) -> None:
+        self.certs = certs
+        self.server = server
+        self.tmp = tmp
+        self.open: list[Client] = []
+
+    def device_dir(self, device: str) -> pathlib.Path:
+        return self.certs.device_dir(device)
+
+    async def make(
+        self,
+        device: str,
+        agent: str | None = None,
+        name: str = "",
+        *,
+        connect: bool = True,
+        cache: bool | str = False,
+        addr: str | None = None,
+        **kw: Any,
+    ) -> Client:
+        profile = AgentProfile(agent, name or "") if agent else None
+        kw.setdefault("backoff", Backoff(base=0.05, cap=0.5))
+        c = Client(addr or self.server.addr, self.device_dir(device), profile, cache=cache, **kw)
+        await c.open(connect=connect)
+        self.open.append(c)
+        return c
+
+    async def live(self, device: str, agent: str, name: str = "", **kw: Any) -> Client:
+        c = await self.make(device, agent, name, **kw)
+        await c.wait_live(timeout=20)
+        return c
+
+    async def close_all(self) -> None:
+        for c in self.open:
+            with contextlib.suppress(Exception):
+                await c.close()
+        self.open.clear()
+
+
+@pytest.fixture
+async def clients(certs: pki.CertsDir, server: ServerProc, tmp_path: pathlib.Path) -> AsyncIterator[Clients]:
+    cs = Clients(certs, server, tmp_path)
+    yield cs
+    await cs.close_all()
+
+
+def uid(prefix: str = "x") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def collect(client: Client, kind: str, n: int, timeout: float = 20.0, conv: str | None = None) -> list[Any]:
+    """The next n events of a kind (optionally of one conversation), in arrival order."""
+    out: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(out) < n:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise AssertionError(f"got only {len(out)} of {n} {kind} events within {timeout} s")
+        try:
+            ev = await client.next_event(timeout=remaining)
+        except TimeoutError:
+            continue
+        if ev.WhichOneof("event") != kind:
+            continue
+        body = getattr(ev, kind)
+        if conv is not None and getattr(body, "conversation", conv) != conv:
+            continue
+        out.append(body)
+    return out
+
+
+async def until(pred: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("AGENTNET_TEST_POSTGRES") or None
