@@ -48,7 +48,7 @@ def emit(ns: argparse.Namespace, data: Any, human: Callable[[], None]) -> None:
 def _time(ts: Any) -> str:
     if not ts.seconds and not ts.nanos:
         return "-"
-    return ts.ToDatetime(dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return ts.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt_message(m: Any) -> str:
@@ -71,7 +71,9 @@ def fmt_event(ev: Any) -> str:
         t = getattr(ev, kind).task
         return f"☐ {kind.replace('_', ' ')}: {t.id} [{_status(t.status)}] {t.title} → {t.assignee} (v{t.version})"
     if kind == "presence":
-        return "presence: " + ", ".join(f"{p.agent_id} {'online' if p.online else 'offline'}" for p in ev.presence.agents)
+        return "presence: " + ", ".join(
+            f"{p.agent_id} {'online' if p.online else 'offline'}" for p in ev.presence.agents
+        )
     if kind == "caught_up":
         return f"-- caught up ({ev.caught_up.replayed} replayed) --"
     if kind == "agent_list":
@@ -115,8 +117,14 @@ async def cmd_register(ns: argparse.Namespace) -> int:
         if not agent_id:
             raise AgentnetError("INVALID_ARGUMENT", "give the agent id (--agent or positional)", "NO_AGENT")
         r = await c.register_agent(AgentProfile(agent_id, ns.name or "", ns.role or "", ns.description or ""))
-        emit(ns, r, lambda: print(f"{'registered' if r.created else 'updated'} {r.agent.id} "
-                                 f"({r.agent.display_name}) owned by device {r.agent.owner_device}"))
+        emit(
+            ns,
+            r,
+            lambda: print(
+                f"{'registered' if r.created else 'updated'} {r.agent.id} "
+                f"({r.agent.display_name}) owned by device {r.agent.owner_device}"
+            ),
+        )
     return 0
 
 
@@ -127,8 +135,10 @@ async def cmd_agents(ns: argparse.Namespace) -> int:
         def human() -> None:
             print(f"{'ID':<24} {'NAME':<16} {'ROLE':<12} {'STATE':<8} DEVICES")
             for a in agents:
-                print(f"{a.id:<24} {a.display_name:<16} {a.role:<12} {'online' if a.online else 'offline':<8} "
-                      f"{', '.join(a.devices)}")
+                print(
+                    f"{a.id:<24} {a.display_name:<16} {a.role:<12} {'online' if a.online else 'offline':<8} "
+                    f"{', '.join(a.devices)}"
+                )
 
         emit(ns, agents, human)
     return 0
@@ -170,8 +180,13 @@ async def cmd_create(ns: argparse.Namespace) -> int:
 async def cmd_join(ns: argparse.Namespace) -> int:
     async with make_client(ns) as c:
         r = await c.join_group(ns.group, acting(ns), ns.create, ns.title or "")
-        emit(ns, r, lambda: print(f"{'joined' if r.newly_joined else 'already in'} {r.group.id} "
-                                 f"({r.group.member_count} members)"))
+        emit(
+            ns,
+            r,
+            lambda: print(
+                f"{'joined' if r.newly_joined else 'already in'} {r.group.id} ({r.group.member_count} members)"
+            ),
+        )
     return 0
 
 
@@ -197,9 +212,15 @@ def _payload(text: str | None) -> dict[str, Any] | None:
 async def _post(ns: argparse.Namespace, group_id: str = "", to_agent: str = "") -> int:
     text = ns.text if ns.text != "-" else sys.stdin.read()
     async with make_client(ns) as c:
-        r = await c.post(text, group_id=group_id, to_agent=to_agent, agent_id=acting(ns),
-                         payload=_payload(ns.payload), mentions=getattr(ns, "mention", None) or [],
-                         client_msg_id=ns.id or "")
+        r = await c.post(
+            text,
+            group_id=group_id,
+            to_agent=to_agent,
+            agent_id=acting(ns),
+            payload=_payload(ns.payload),
+            mentions=getattr(ns, "mention", None) or [],
+            client_msg_id=ns.id or "",
+        )
 
         def human() -> None:
             m = r.message
@@ -224,8 +245,9 @@ async def cmd_history(ns: argparse.Namespace) -> int:
         client = make_client(ns, session=True, cache=True)
         path = client.cache_path()
         if path is None or not path.exists():
-            raise AgentnetError("FAILED_PRECONDITION", f"no local cache at {path}; run `agentnet tail` first",
-                                "NO_CACHE")
+            raise AgentnetError(
+                "FAILED_PRECONDITION", f"no local cache at {path}; run `agentnet tail` first", "NO_CACHE"
+            )
         from .cache import Cache
 
         cache = Cache(path)
@@ -235,8 +257,14 @@ async def cmd_history(ns: argparse.Namespace) -> int:
         cache.close()
     else:
         async with make_client(ns) as c:
-            msgs = await c.history(group_id=ns.group or "", peer_id=ns.dm or "", agent_id=acting(ns),
-                                   after_seq=ns.after, newest_first=ns.after == 0, limit=ns.limit)
+            msgs = await c.history(
+                group_id=ns.group or "",
+                peer_id=ns.dm or "",
+                agent_id=acting(ns),
+                after_seq=ns.after,
+                newest_first=ns.after == 0,
+                limit=ns.limit,
+            )
             if ns.after == 0:
                 msgs.reverse()
 
@@ -268,7 +296,8 @@ async def cmd_tail(ns: argparse.Namespace) -> int:
             ev = nxt.result()
             if ev.WhichOneof("event") in ns.skip:
                 continue
-            emit(ns, ev, lambda ev=ev: print(fmt_event(ev), flush=True))
+            line = fmt_event(ev)
+            emit(ns, ev, lambda: print(line, flush=True))
             seen += 1
             if ns.count and seen >= ns.count:
                 break
@@ -377,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(ns.fn(ns))
     except AgentnetError as exc:
         if ns.json:
-            print(json.dumps({"error": {"status": exc.status, "message": exc.message, "reason": exc.reason}},
-                             ensure_ascii=False), file=sys.stderr)
+            print(
+                json.dumps(
+                    {"error": {"status": exc.status, "message": exc.message, "reason": exc.reason}}, ensure_ascii=False
+                ),
+                file=sys.stderr,
+            )
         else:
             print(f"agentnet {ns.cmd}: {exc.status}: {exc.message}", file=sys.stderr)
         return 3 if exc.status == "UNAVAILABLE" else 1

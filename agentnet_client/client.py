@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
-
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
+from google.protobuf import struct_pb2
 
 from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
@@ -102,8 +101,14 @@ class Client:
 
                 signer = Signer(self.device).sign_send
             self.session = SessionClient(
-                self.server, self.device, self.agent, self.cache, server_name=self.server_name,
-                backoff=self._backoff, event_queue=self._event_queue, signer=signer,
+                self.server,
+                self.device,
+                self.agent,
+                self.cache,
+                server_name=self.server_name,
+                backoff=self._backoff,
+                event_queue=self._event_queue,
+                signer=signer,
             )
             self.session.start()
 
@@ -151,7 +156,11 @@ class Client:
     ) -> events_pb2.MessageAck:
         """Send over the live stream (outbox: survives disconnects; idempotent)."""
         return await self._live().send(
-            content, group_id=group_id, to_agent=to_agent, payload=payload, mentions=mentions,
+            content,
+            group_id=group_id,
+            to_agent=to_agent,
+            payload=payload,
+            mentions=mentions,
             client_msg_id=client_msg_id,
         )
 
@@ -182,16 +191,22 @@ class Client:
         return self.stub
 
     async def register_agent(self, agent: AgentProfile) -> service_pb2.RegisterAgentResponse:
-        req = service_pb2.RegisterAgentRequest(agent=resources_pb2.Agent(
-            id=agent.id, display_name=agent.display_name, role=agent.role, description=agent.description))
+        req = service_pb2.RegisterAgentRequest(
+            agent=resources_pb2.Agent(
+                id=agent.id, display_name=agent.display_name, role=agent.role, description=agent.description
+            )
+        )
         return await self._rpc(self._stub().RegisterAgent, req, idempotent=True)
 
     async def list_agents(self, online_only: bool = False) -> list[resources_pb2.Agent]:
         out: list[resources_pb2.Agent] = []
         token = ""
         while True:
-            resp = await self._rpc(self._stub().ListAgents, service_pb2.ListAgentsRequest(
-                online_only=online_only, page_size=1000, page_token=token), idempotent=True)
+            resp = await self._rpc(
+                self._stub().ListAgents,
+                service_pb2.ListAgentsRequest(online_only=online_only, page_size=1000, page_token=token),
+                idempotent=True,
+            )
             out.extend(resp.agents)
             token = resp.next_page_token
             if not token:
@@ -204,31 +219,50 @@ class Client:
         out: list[resources_pb2.Group] = []
         token = ""
         while True:
-            resp = await self._rpc(self._stub().ListGroups, service_pb2.ListGroupsRequest(
-                member=member, page_size=1000, page_token=token), idempotent=True)
+            resp = await self._rpc(
+                self._stub().ListGroups,
+                service_pb2.ListGroupsRequest(member=member, page_size=1000, page_token=token),
+                idempotent=True,
+            )
             out.extend(resp.groups)
             token = resp.next_page_token
             if not token:
                 return out
 
-    async def create_group(self, group_id: str, title: str = "", description: str = "", agent_id: str = "") -> resources_pb2.Group:
-        return await self._rpc(self._stub().CreateGroup, service_pb2.CreateGroupRequest(
-            group_id=group_id, title=title, description=description, agent_id=agent_id), idempotent=False)
+    async def create_group(
+        self, group_id: str, title: str = "", description: str = "", agent_id: str = ""
+    ) -> resources_pb2.Group:
+        return await self._rpc(
+            self._stub().CreateGroup,
+            service_pb2.CreateGroupRequest(group_id=group_id, title=title, description=description, agent_id=agent_id),
+            idempotent=False,
+        )
 
-    async def join_group(self, group_id: str, agent_id: str = "", create: bool = False, title: str = "") -> service_pb2.JoinGroupResponse:
-        return await self._rpc(self._stub().JoinGroup, service_pb2.JoinGroupRequest(
-            group_id=group_id, agent_id=agent_id, create_if_missing=create, title=title), idempotent=True)
+    async def join_group(
+        self, group_id: str, agent_id: str = "", create: bool = False, title: str = ""
+    ) -> service_pb2.JoinGroupResponse:
+        return await self._rpc(
+            self._stub().JoinGroup,
+            service_pb2.JoinGroupRequest(group_id=group_id, agent_id=agent_id, create_if_missing=create, title=title),
+            idempotent=True,
+        )
 
     async def leave_group(self, group_id: str, agent_id: str) -> service_pb2.LeaveGroupResponse:
-        return await self._rpc(self._stub().LeaveGroup, service_pb2.LeaveGroupRequest(
-            group_id=group_id, agent_id=agent_id), idempotent=True)
+        return await self._rpc(
+            self._stub().LeaveGroup,
+            service_pb2.LeaveGroupRequest(group_id=group_id, agent_id=agent_id),
+            idempotent=True,
+        )
 
     async def list_members(self, group_id: str) -> list[resources_pb2.GroupMember]:
         out: list[resources_pb2.GroupMember] = []
         token = ""
         while True:
-            resp = await self._rpc(self._stub().ListGroupMembers, service_pb2.ListGroupMembersRequest(
-                group_id=group_id, page_size=1000, page_token=token), idempotent=True)
+            resp = await self._rpc(
+                self._stub().ListGroupMembers,
+                service_pb2.ListGroupMembersRequest(group_id=group_id, page_size=1000, page_token=token),
+                idempotent=True,
+            )
             out.extend(resp.members)
             token = resp.next_page_token
             if not token:
@@ -248,9 +282,11 @@ class Client:
         """Send with a unary RPC (no live session needed); retried safely with one client_msg_id."""
         cid = client_msg_id or uuid.uuid4().hex
         signature, sign_time = await self._sign_fields(
-            agent_id, group_id, to_agent, cid, content, payload, mentions or [])
-        common: dict[str, Any] = dict(agent_id=agent_id, client_msg_id=cid, content=content,
-                                      signature=signature, sign_time=sign_time)
+            agent_id, group_id, to_agent, cid, content, payload, mentions or []
+        )
+        common: dict[str, Any] = dict(
+            agent_id=agent_id, client_msg_id=cid, content=content, signature=signature, sign_time=sign_time
+        )
         if payload is not None:
             st = struct_pb2.Struct()
             st.update(payload)
@@ -276,8 +312,16 @@ class Client:
             )
         return mine[0]
 
-    async def _sign_fields(self, agent_id: str, group_id: str, to_agent: str, cid: str, content: str,
-                           payload: dict[str, Any] | None, mentions: list[str]) -> tuple[bytes, Any]:
+    async def _sign_fields(
+        self,
+        agent_id: str,
+        group_id: str,
+        to_agent: str,
+        cid: str,
+        content: str,
+        payload: dict[str, Any] | None,
+        mentions: list[str],
+    ) -> tuple[bytes, Any]:
         if not self._sign:
             return b"", None
         from .signing import Signer
@@ -309,13 +353,31 @@ class Client:
         while len(out) < limit:
             size = min(1000, limit - len(out))
             if group_id:
-                resp = await self._rpc(self._stub().ListGroupMessages, service_pb2.ListGroupMessagesRequest(
-                    group_id=group_id, agent_id=agent_id, after_seq=after_seq, newest_first=newest_first,
-                    page_size=size, page_token=token), idempotent=True)
+                resp = await self._rpc(
+                    self._stub().ListGroupMessages,
+                    service_pb2.ListGroupMessagesRequest(
+                        group_id=group_id,
+                        agent_id=agent_id,
+                        after_seq=after_seq,
+                        newest_first=newest_first,
+                        page_size=size,
+                        page_token=token,
+                    ),
+                    idempotent=True,
+                )
             else:
-                resp = await self._rpc(self._stub().ListDirectMessages, service_pb2.ListDirectMessagesRequest(
-                    peer_id=peer_id, agent_id=agent_id, after_seq=after_seq, newest_first=newest_first,
-                    page_size=size, page_token=token), idempotent=True)
+                resp = await self._rpc(
+                    self._stub().ListDirectMessages,
+                    service_pb2.ListDirectMessagesRequest(
+                        peer_id=peer_id,
+                        agent_id=agent_id,
+                        after_seq=after_seq,
+                        newest_first=newest_first,
+                        page_size=size,
+                        page_token=token,
+                    ),
+                    idempotent=True,
+                )
             out.extend(resp.messages)
             token = resp.next_page_token
             if not token:
@@ -323,5 +385,8 @@ class Client:
         return out
 
     async def get_device(self, device_id: str, fingerprint: str = "") -> resources_pb2.Device:
-        return await self._rpc(self._stub().GetDevice, service_pb2.GetDeviceRequest(
-            device_id=device_id, fingerprint=fingerprint), idempotent=True)
+        return await self._rpc(
+            self._stub().GetDevice,
+            service_pb2.GetDeviceRequest(device_id=device_id, fingerprint=fingerprint),
+            idempotent=True,
+        )

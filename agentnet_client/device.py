@@ -47,7 +47,7 @@ class Device:
         return x509.load_pem_x509_certificate(self.ca_pem)
 
     def check_valid(self, now: dt.datetime | None = None) -> None:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         if now > self.cert.not_valid_after_utc:
             raise DeviceError(
                 f"the certificate of device {self.id!r} in {self.folder} expired at "

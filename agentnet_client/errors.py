@@ -10,7 +10,9 @@ from google.rpc import error_details_pb2, status_pb2
 DETAILS_KEY = "grpc-status-details-bin"
 
 # Codes that retrying the same request can fix.
-RETRYABLE = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN"})
+RETRYABLE = frozenset(
+    {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN"}
+)
 
 
 class AgentnetError(Exception):

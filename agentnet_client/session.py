@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 
 from .cache import Cache
@@ -272,8 +271,11 @@ class SessionClient:
         return reply
 
     async def join(self, group_id: str, create: bool = False, title: str = "") -> events_pb2.GroupJoined:
-        reply = await self.request(events_pb2.ClientEvent(
-            join_group=events_pb2.JoinGroup(group_id=group_id, create_if_missing=create, title=title)))
+        reply = await self.request(
+            events_pb2.ClientEvent(
+                join_group=events_pb2.JoinGroup(group_id=group_id, create_if_missing=create, title=title)
+            )
+        )
         return reply.group_joined
 
     async def leave(self, group_id: str) -> None:
@@ -340,8 +342,10 @@ class SessionClient:
             await self._set_state(State.REGISTERING)
             reg = events_pb2.Register(
                 agent=resources_pb2.Agent(
-                    id=self.agent.id, display_name=self.agent.display_name,
-                    role=self.agent.role, description=self.agent.description,
+                    id=self.agent.id,
+                    display_name=self.agent.display_name,
+                    role=self.agent.role,
+                    description=self.agent.description,
                 ),
                 cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._cursors.items()],
             )

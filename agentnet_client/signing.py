@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import time
+
+from agentnet.v1 import events_pb2, resources_pb2
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format, struct_pb2
-
-from agentnet.v1 import events_pb2, resources_pb2
 
 from .device import Device
 
@@ -31,8 +31,9 @@ DOMAIN = b"agentnet.v1.message"
 def canonical_payload(payload: struct_pb2.Struct | None) -> str:
     if payload is None:
         return ""
-    return json.dumps(json_format.MessageToDict(payload), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        json_format.MessageToDict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def signed_bytes(
@@ -56,8 +57,15 @@ def target_of_message(m: resources_pb2.Message) -> str:
 
 def message_bytes(m: resources_pb2.Message) -> bytes:
     payload = canonical_payload(m.payload) if m.HasField("payload") else ""
-    return signed_bytes(m.sender_device, m.sender, target_of_message(m), m.client_msg_id, m.content, payload,
-                        m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0)
+    return signed_bytes(
+        m.sender_device,
+        m.sender,
+        target_of_message(m),
+        m.client_msg_id,
+        m.content,
+        payload,
+        m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0,
+    )
 
 
 class Signer:

@@ -8,12 +8,11 @@ import logging
 from typing import Any
 
 import grpc
+from agentnet.v1 import service_pb2
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from agentnet.v1 import service_pb2
 
 from . import auth, pki
 from .config import Settings
@@ -127,16 +126,12 @@ class App:
         self.servicer = AgentNetServicer(net, hub)
         self._extend()
 
-        self.server = server = grpc.aio.server(
-            interceptors=[auth.AuthInterceptor(rev)], options=server_options(s)
-        )
+        self.server = server = grpc.aio.server(interceptors=[auth.AuthInterceptor(rev)], options=server_options(s))
         server.add_generic_rpc_handlers((build_handler(self.servicer, self.sessions),))
         health_servicer = health.aio.HealthServicer()
         self.health = health_servicer
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_server_reflection((SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         port = server.add_secure_port(s.grpc_addr, creds)
         if not port:
             raise OSError(f"could not listen on {s.grpc_addr} (address in use or not local?)")
@@ -146,9 +141,14 @@ class App:
         http_port = await self._start_http()
         host = s.grpc_addr.rsplit(":", 1)[0]
         self.bound = Bound(port, http_port)
-        log.info("agentnet serving gRPC on %s:%d (schema v%d, store %s)%s", host, port, version,
-                 "postgresql" if db.is_postgres else "sqlite",
-                 f", REST on port {http_port}" if http_port else "")
+        log.info(
+            "agentnet serving gRPC on %s:%d (schema v%d, store %s)%s",
+            host,
+            port,
+            version,
+            "postgresql" if db.is_postgres else "sqlite",
+            f", REST on port {http_port}" if http_port else "",
+        )
         return self.bound
 
     def _extend(self) -> None:
@@ -164,7 +164,9 @@ class App:
     def _on_revoked(self, fps: frozenset[str], devices: frozenset[str]) -> None:
         n = self.hub.close_where(
             lambda sess: sess.fingerprint in fps or sess.device_id in devices,
-            "UNAUTHENTICATED", "this device has been revoked; ask the operator to enroll it again", "DEVICE_REVOKED",
+            "UNAUTHENTICATED",
+            "this device has been revoked; ask the operator to enroll it again",
+            "DEVICE_REVOKED",
         )
         if n:
             log.warning("closed %d session(s) of revoked devices", n)
@@ -174,8 +176,9 @@ class App:
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         if self.server is not None:
-            self.hub.close_where(lambda _s: True, "UNAVAILABLE", "the server is shutting down; reconnect and resume",
-                                 "SHUTDOWN")
+            self.hub.close_where(
+                lambda _s: True, "UNAVAILABLE", "the server is shutting down; reconnect and resume", "SHUTDOWN"
+            )
             if self.http is not None:
                 await self.http.stop()
             await self.server.stop(grace)

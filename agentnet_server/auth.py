@@ -94,8 +94,13 @@ class Revocations:
             return
         cert = peer.cert
         await self.db.write(
-            ops.record_device_cert, peer.device_id, peer.fingerprint, format(cert.serial_number, "x"),
-            int(cert.not_valid_after_utc.timestamp() * 1e6), pki.cert_pem(cert).decode(), False,
+            ops.record_device_cert,
+            peer.device_id,
+            peer.fingerprint,
+            format(cert.serial_number, "x"),
+            int(cert.not_valid_after_utc.timestamp() * 1e6),
+            pki.cert_pem(cert).decode(),
+            False,
         )
         self._known.add(peer.fingerprint)
 
@@ -122,7 +127,9 @@ def peer_of(context: grpc.aio.ServicerContext) -> Peer:
     try:
         return peer_from_pem(pems[0])
     except (ValueError, pki.PkiError) as exc:
-        raise Unauthenticated(f"the client certificate could not be read: {exc}", reason="BAD_CLIENT_CERTIFICATE") from None
+        raise Unauthenticated(
+            f"the client certificate could not be read: {exc}", reason="BAD_CLIENT_CERTIFICATE"
+        ) from None
 
 
 class AuthInterceptor(AsyncServerInterceptor):
@@ -152,7 +159,7 @@ class AuthInterceptor(AsyncServerInterceptor):
             await status.abort(context, exc)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
-        except Exception as exc:  # noqa: BLE001 - turn bugs into INTERNAL with a log line
+        except Exception as exc:
             log.exception("%s failed for %s", method_name, peer.short)
             await status.abort(context, Internal(f"internal error ({type(exc).__name__}); see the server log"))
 
@@ -162,4 +169,3 @@ async def _call(method: Callable[..., Any], request: Any, context: grpc.aio.Serv
     if hasattr(result, "__aiter__"):
         return result
     return await result
-

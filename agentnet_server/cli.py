@@ -40,6 +40,12 @@ def _settings(ns: argparse.Namespace, **extra: Any) -> config.Settings:
 # -- serve --------------------------------------------------------------------------------------
 
 
+def _write_ready(path: str, line: dict[str, Any]) -> None:
+    tmp = pathlib.Path(path + ".tmp")
+    tmp.write_text(json.dumps(line))
+    os.replace(tmp, path)
+
+
 async def _serve(settings: config.Settings, ready_file: str | None) -> int:
     from .app import App
 
@@ -50,11 +56,11 @@ async def _serve(settings: config.Settings, ready_file: str | None) -> int:
     if bound.http_port:
         line["http"] = f"{settings.http_addr.rsplit(':', 1)[0]}:{bound.http_port}"
     if ready_file:
-        tmp = pathlib.Path(ready_file + ".tmp")
-        tmp.write_text(json.dumps(line))
-        os.replace(tmp, ready_file)
-    print(f"agentnet-server ready: gRPC {line['grpc']}" + (f", REST https://{line['http']}" if line["http"] else ""),
-          flush=True)
+        _write_ready(ready_file, line)
+    print(
+        f"agentnet-server ready: gRPC {line['grpc']}" + (f", REST https://{line['http']}" if line["http"] else ""),
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,8 +107,13 @@ def _record_enrollment(settings: config.Settings, cert: Any) -> None:
     try:
         db.migrate()
         db.write_sync(
-            ops.record_device_cert, pki.device_id_of(cert), pki.fingerprint(cert), format(cert.serial_number, "x"),
-            int(cert.not_valid_after_utc.timestamp() * 1e6), pki.cert_pem(cert).decode(), True,
+            ops.record_device_cert,
+            pki.device_id_of(cert),
+            pki.fingerprint(cert),
+            format(cert.serial_number, "x"),
+            int(cert.not_valid_after_utc.timestamp() * 1e6),
+            pki.cert_pem(cert).decode(),
+            True,
         )
     finally:
         db.close()
@@ -115,18 +126,24 @@ def cmd_certs(ns: argparse.Namespace) -> int:
     server_cert, server_new = pki.ensure_server(certs, ns.host or [])
     if not ns.quiet or ca_new or server_new:
         print(f"CA      {certs.ca_cert}" + (" (new)" if ca_new else ""))
-        print(f"server  {certs.server_cert}" + (" (new)" if server_new else "") + "  hosts: "
-              + ", ".join(pki.server_hosts(server_cert)))
+        print(
+            f"server  {certs.server_cert}"
+            + (" (new)" if server_new else "")
+            + "  hosts: "
+            + ", ".join(pki.server_hosts(server_cert))
+        )
     if ns.device:
         folder = certs.device_dir(ns.device)
         if (folder / "cert.pem").exists() and not ns.force:
-            print(f"device {ns.device!r} is already enrolled in {folder}; use --force to issue a new certificate",
-                  file=sys.stderr)
+            print(
+                f"device {ns.device!r} is already enrolled in {folder}; use --force to issue a new certificate",
+                file=sys.stderr,
+            )
             return 1
         bundle = pki.issue_device(certs, ns.device, ns.days)
         _record_enrollment(settings, bundle.cert)
         print(f"device  {bundle.folder}/ (cert.pem, key.pem 0600, ca.pem)  fingerprint {bundle.fingerprint[:16]}…")
-        print(f"        copy that folder to the device and set AGENTNET_DEVICE_DIR to it")
+        print("        copy that folder to the device and set AGENTNET_DEVICE_DIR to it")
     return 0
 
 
@@ -143,15 +160,17 @@ def cmd_enroll(ns: argparse.Namespace) -> int:
     out = pathlib.Path(ns.out) if ns.out else certs.device_dir(device_id)
     pki.write_device_folder(out, cert, pki.load_cert(certs.ca_cert), None)
     _record_enrollment(settings, cert)
-    print(f"signed {device_id!r}: {out}/cert.pem and ca.pem (fingerprint {pki.fingerprint(cert)[:16]}…); "
-          "send both back to the device")
+    print(
+        f"signed {device_id!r}: {out}/cert.pem and ca.pem (fingerprint {pki.fingerprint(cert)[:16]}…); "
+        "send both back to the device"
+    )
     return 0
 
 
 def _fmt_time(us: int | None) -> str:
     if not us:
         return "-"
-    return dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cmd_devices(ns: argparse.Namespace) -> int:
@@ -166,25 +185,40 @@ def cmd_devices(ns: argparse.Namespace) -> int:
     finally:
         db.close()
     if ns.json:
-        print(json.dumps([
-            {
-                "id": d.id, "revoked": d.revoked_at is not None, "last_seen": _fmt_time(d.last_seen),
-                "agents": list(d.agents),
-                "certificates": [
-                    {"fingerprint": c.fingerprint, "serial": c.serial, "not_after": _fmt_time(c.not_after),
-                     "enrolled_at": _fmt_time(c.enrolled_at), "revoked": c.revoked_at is not None}
-                    for c in d.certs
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "revoked": d.revoked_at is not None,
+                        "last_seen": _fmt_time(d.last_seen),
+                        "agents": list(d.agents),
+                        "certificates": [
+                            {
+                                "fingerprint": c.fingerprint,
+                                "serial": c.serial,
+                                "not_after": _fmt_time(c.not_after),
+                                "enrolled_at": _fmt_time(c.enrolled_at),
+                                "revoked": c.revoked_at is not None,
+                            }
+                            for c in d.certs
+                        ],
+                    }
+                    for d in devices
                 ],
-            }
-            for d in devices
-        ], indent=2, ensure_ascii=False))
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
     print(f"{'DEVICE':<20} {'STATE':<8} {'LAST SEEN':<21} {'CERT EXPIRES':<21} {'FINGERPRINT':<14} AGENTS")
     for d in devices:
         current = d.certs[-1] if d.certs else None
-        print(f"{d.id:<20} {'revoked' if d.revoked_at else 'ok':<8} {_fmt_time(d.last_seen):<21} "
-              f"{_fmt_time(current.not_after) if current else '-':<21} "
-              f"{(current.fingerprint[:12] + '…') if current else '-':<14} {', '.join(d.agents) or '-'}")
+        print(
+            f"{d.id:<20} {'revoked' if d.revoked_at else 'ok':<8} {_fmt_time(d.last_seen):<21} "
+            f"{_fmt_time(current.not_after) if current else '-':<21} "
+            f"{(current.fingerprint[:12] + '…') if current else '-':<14} {', '.join(d.agents) or '-'}"
+        )
     return 0
 
 
@@ -202,8 +236,10 @@ def cmd_revoke(ns: argparse.Namespace) -> int:
         return 1
     finally:
         db.close()
-    print(f"revoked device {ns.device!r} ({n} certificate(s)); a running server ends its sessions within "
-          f"{settings.revocation_poll + 1:g} s. Re-enroll with `make certs DEVICE={ns.device} --force`.")
+    print(
+        f"revoked device {ns.device!r} ({n} certificate(s)); a running server ends its sessions within "
+        f"{settings.revocation_poll + 1:g} s. Re-enroll with `make certs DEVICE={ns.device} --force`."
+    )
     return 0
 
 

@@ -77,15 +77,21 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"setting {name} must be > 0, got {value!r}")
-        for name in ("sends_per_second", "send_burst", "events_per_second", "event_burst",
-                     "max_sessions_per_device", "max_groups_per_agent", "max_agents_per_device",
-                     "shutdown_grace", "presence_batch"):
+        for name in (
+            "sends_per_second",
+            "send_burst",
+            "events_per_second",
+            "event_burst",
+            "max_sessions_per_device",
+            "max_groups_per_agent",
+            "max_agents_per_device",
+            "shutdown_grace",
+            "presence_batch",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ValueError(
-                f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.sqlite_synchronous!r}"
-            )
+            raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.sqlite_synchronous!r}")
         if not (self.db.startswith("sqlite:") or self.db.startswith(("postgresql:", "postgres:"))):
             raise ValueError(f"db must be sqlite:///path or postgresql://..., got {self.db!r}")
 

@@ -28,7 +28,7 @@ FEED = "feed"
 class Envelope:
     """One sequenced event for many recipients; `data` is filled once by the encoder."""
 
-    __slots__ = ("kind", "conv", "seq", "rec", "data")
+    __slots__ = ("conv", "data", "kind", "rec", "seq")
 
     def __init__(self, kind: str, conv: str, seq: int, rec: Any) -> None:
         self.kind = kind
@@ -91,7 +91,9 @@ class Session:
         if self.closing is not None:
             return
         if len(self.control) >= self.control_limit:
-            self.close("RESOURCE_EXHAUSTED", "the client is not reading its stream; reconnect and resume", "NOT_READING")
+            self.close(
+                "RESOURCE_EXHAUSTED", "the client is not reading its stream; reconnect and resume", "NOT_READING"
+            )
             return
         self.control.append(data)
         self.wake.set()

@@ -11,6 +11,7 @@ import re
 import stat
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -51,7 +52,7 @@ def check_id(kind: str, value: str) -> str:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -200,9 +201,15 @@ def ensure_ca(certs: CertsDir) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -215,9 +222,15 @@ def ensure_ca(certs: CertsDir) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
 
 def _leaf_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, key_agreement=True, content_commitment=False,
-        key_encipherment=False, data_encipherment=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        key_agreement=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -266,9 +279,7 @@ def ensure_server(certs: CertsDir, hosts: list[str] | None = None) -> tuple[x509
         .add_extension(_leaf_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(_sans(hosts)), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     write_private(certs.server_key, key_pem(key))
@@ -329,9 +340,7 @@ def sign_device(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -370,10 +379,14 @@ def verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate, at: dt.d
     """Check that cert was signed by ca_cert and is valid at `at` (default now)."""
     try:
         cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no common base
-        raise PkiError(f"certificate for {device_id_of(cert)!r} was not issued by this network's CA: {exc or type(exc).__name__}") from None
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise PkiError(
+            f"certificate for {device_id_of(cert)!r} was not issued by this network's CA: {exc or type(exc).__name__}"
+        ) from None
     at = at or now()
     if at < cert.not_valid_before_utc:
-        raise PkiError(f"certificate for {device_id_of(cert)!r} is not valid before {cert.not_valid_before_utc.isoformat()}")
+        raise PkiError(
+            f"certificate for {device_id_of(cert)!r} is not valid before {cert.not_valid_before_utc.isoformat()}"
+        )
     if at > cert.not_valid_after_utc:
         raise PkiError(f"certificate for {device_id_of(cert)!r} expired at {cert.not_valid_after_utc.isoformat()}")

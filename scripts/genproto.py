@@ -44,11 +44,7 @@ def generate(out: pathlib.Path) -> None:
 
 
 def snapshot(root: pathlib.Path) -> set[str]:
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def check(current: pathlib.Path) -> int:

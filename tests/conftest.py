@@ -58,9 +58,20 @@ class ServerProc:
         ready = self.workdir / f"ready-{self.starts}.json"
         self.starts += 1
         args = [
-            sys.executable, "-m", "agentnet_server", "serve",
-            "--certs", str(self.certs.root), "--db", self.db,
-            "--grpc-addr", f"127.0.0.1:{self.port}", "--ready-file", str(ready), "--log-level", "INFO",
+            sys.executable,
+            "-m",
+            "agentnet_server",
+            "serve",
+            "--certs",
+            str(self.certs.root),
+            "--db",
+            self.db,
+            "--grpc-addr",
+            f"127.0.0.1:{self.port}",
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "INFO",
         ]
         http = self.flags.get("http_addr", "off")
         args += ["--http-addr", http if http == "off" else f"127.0.0.1:{self.http_port or 0}"]

@@ -9,8 +9,8 @@ import pathlib
 
 import grpc
 import pytest
-
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
+
 from agentnet_client import AgentnetError, State
 from agentnet_client.device import load_device, secure_channel
 from tests.conftest import Clients, ServerProc, collect, until
@@ -89,7 +89,7 @@ async def test_concurrent_senders_get_one_gap_free_order(clients: Clients) -> No
         acks = await asyncio.gather(*(c.send(f"{tag}-{i}", group_id="race") for i in range(60)))
         return [a.seq for a in acks]
 
-    seqs = await asyncio.gather(*(blast(m, n) for m, (_, n) in zip(members, names)))
+    seqs = await asyncio.gather(*(blast(m, n) for m, (_, n) in zip(members, names, strict=True)))
     all_seqs = sorted(s for part in seqs for s in part)
     assert all_seqs == list(range(1, 181))
     # Each sender's own messages keep their send order.
@@ -163,8 +163,9 @@ async def _raw_session(clients: Clients, device: str, agent: str, addr: str | No
     dev = load_device(clients.device_dir(device))
     channel = secure_channel(addr or clients.server.addr, dev)
     call = service_pb2_grpc.AgentNetStub(channel).Session()
-    await call.write(events_pb2.ClientEvent(request_id="reg", register=events_pb2.Register(
-        agent=resources_pb2.Agent(id=agent))))
+    await call.write(
+        events_pb2.ClientEvent(request_id="reg", register=events_pb2.Register(agent=resources_pb2.Agent(id=agent)))
+    )
     while True:
         ev = await call.read()
         if ev.WhichOneof("event") == "caught_up":
@@ -223,8 +224,10 @@ async def test_frozen_link_goes_offline_within_three_heartbeats(make_server) -> 
         loop = asyncio.get_running_loop()
         proxy.freeze()
         t0 = loop.time()
-        await until(lambda: watcher.session is not None and watcher.session.presence.get("frozen") is False,
-                    timeout=3 * interval + 5)
+        await until(
+            lambda: watcher.session is not None and watcher.session.presence.get("frozen") is False,
+            timeout=3 * interval + 5,
+        )
         elapsed = loop.time() - t0
         # 3 intervals, plus the sweep granularity (interval/4) and the presence batch window.
         assert elapsed <= 3 * interval + interval / 4 + 0.6, elapsed
@@ -262,7 +265,9 @@ async def test_malformed_and_oversized_events_get_precise_errors(clients: Client
         assert ev.WhichOneof("event") == "error", ev
         return ev.error.status, ev.error.reason
 
-    before = await send(events_pb2.ClientEvent(request_id="e1", message=events_pb2.SendMessage(group_id="g", content="x")))
+    before = await send(
+        events_pb2.ClientEvent(request_id="e1", message=events_pb2.SendMessage(group_id="g", content="x"))
+    )
     assert err(before) == ("FAILED_PRECONDITION", "NOT_REGISTERED") and before.request_id == "e1"
     assert err(await send(b"\xff\xff\xff\xff")) == ("INVALID_ARGUMENT", "MALFORMED_EVENT")
     # Field 1 (request_id) with bytes that are not UTF-8.
@@ -273,16 +278,24 @@ async def test_malformed_and_oversized_events_get_precise_errors(clients: Client
     reply = await send(events_pb2.ClientEvent(request_id="hb", heartbeat=events_pb2.Heartbeat()))
     assert reply.WhichOneof("event") == "heartbeat_ack" and reply.request_id == "hb"
 
-    reg = await send(events_pb2.ClientEvent(request_id="r", register=events_pb2.Register(
-        agent=resources_pb2.Agent(id="Bad Id!"))))
+    reg = await send(
+        events_pb2.ClientEvent(request_id="r", register=events_pb2.Register(agent=resources_pb2.Agent(id="Bad Id!")))
+    )
     assert err(reg)[0] == "INVALID_ARGUMENT"
-    reg = await send(events_pb2.ClientEvent(request_id="r", register=events_pb2.Register(
-        agent=resources_pb2.Agent(id="mal", display_name="Mal"))))
+    reg = await send(
+        events_pb2.ClientEvent(
+            request_id="r", register=events_pb2.Register(agent=resources_pb2.Agent(id="mal", display_name="Mal"))
+        )
+    )
     assert reg.WhichOneof("event") == "registered"
-    assert err(await send(events_pb2.ClientEvent(request_id="r2", register=events_pb2.Register(
-        agent=resources_pb2.Agent(id="mal"))))) == ("FAILED_PRECONDITION", "ALREADY_REGISTERED")
-    joined = await send(events_pb2.ClientEvent(request_id="j", join_group=events_pb2.JoinGroup(
-        group_id="g", create_if_missing=True)))
+    assert err(
+        await send(
+            events_pb2.ClientEvent(request_id="r2", register=events_pb2.Register(agent=resources_pb2.Agent(id="mal")))
+        )
+    ) == ("FAILED_PRECONDITION", "ALREADY_REGISTERED")
+    joined = await send(
+        events_pb2.ClientEvent(request_id="j", join_group=events_pb2.JoinGroup(group_id="g", create_if_missing=True))
+    )
     assert joined.WhichOneof("event") == "group_joined"
 
     def msg(**kw) -> events_pb2.ClientEvent:  # type: ignore[no-untyped-def]
@@ -301,14 +314,25 @@ async def test_malformed_and_oversized_events_get_precise_errors(clients: Client
     for _ in range(20):  # the limit is 16 levels (protobuf itself stops near 33)
         node = node.fields["k"].struct_value
     assert err(await send(events_pb2.ClientEvent(message=deep))) == ("INVALID_ARGUMENT", "PAYLOAD_TOO_DEEP")
-    assert err(await send(events_pb2.ClientEvent(message=events_pb2.SendMessage(
-        to_agent="nobody-here", client_msg_id="d", content="x")))) == ("NOT_FOUND", "AGENT_NOT_FOUND")
-    assert err(await send(events_pb2.ClientEvent(message=events_pb2.SendMessage(
-        client_msg_id="d", content="no target")))) == ("INVALID_ARGUMENT", "NO_TARGET")
+    assert err(
+        await send(
+            events_pb2.ClientEvent(
+                message=events_pb2.SendMessage(to_agent="nobody-here", client_msg_id="d", content="x")
+            )
+        )
+    ) == ("NOT_FOUND", "AGENT_NOT_FOUND")
+    assert err(
+        await send(events_pb2.ClientEvent(message=events_pb2.SendMessage(client_msg_id="d", content="no target")))
+    ) == ("INVALID_ARGUMENT", "NO_TARGET")
     assert err(await send(events_pb2.ClientEvent(request_id="z" * 65, heartbeat=events_pb2.Heartbeat()))) == (
-        "INVALID_ARGUMENT", "BAD_REQUEST_ID")
-    assert err(await send(events_pb2.ClientEvent(ack=events_pb2.Ack(cursors=[
-        resources_pb2.Cursor(conversation="group:g", seq=999)])))) == ("INVALID_ARGUMENT", "ACK_AHEAD")
+        "INVALID_ARGUMENT",
+        "BAD_REQUEST_ID",
+    )
+    assert err(
+        await send(
+            events_pb2.ClientEvent(ack=events_pb2.Ack(cursors=[resources_pb2.Cursor(conversation="group:g", seq=999)]))
+        )
+    ) == ("INVALID_ARGUMENT", "ACK_AHEAD")
 
     # After all that the stream still works.
     ok = await send(msg(content="still alive", client_msg_id="fine"))

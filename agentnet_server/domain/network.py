@@ -144,7 +144,13 @@ class Network:
         validate.check_text("role", role, validate.MAX_ROLE)
         validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)
         rec, created = await self.db.write(
-            ops.register_agent, device, agent_id, name, key, role, description,
+            ops.register_agent,
+            device,
+            agent_id,
+            name,
+            key,
+            role,
+            description,
             self.settings.max_agents_per_device,
             on_commit=lambda r: self._cache_agent(r[0]),
         )
@@ -201,7 +207,12 @@ class Network:
             self._cache_join(group_id, r[1])
 
         group, _ = await self.db.write(
-            ops.create_group, agent_id, group_id, title, description, self.settings.max_groups_per_agent,
+            ops.create_group,
+            agent_id,
+            group_id,
+            title,
+            description,
+            self.settings.max_groups_per_agent,
             on_commit=done,
         )
         return group
@@ -216,7 +227,12 @@ class Network:
             self._cache_join(group_id, r[1])
 
         return await self.db.write(
-            ops.join_group, agent_id, group_id, create_if_missing, title, self.settings.max_groups_per_agent,
+            ops.join_group,
+            agent_id,
+            group_id,
+            create_if_missing,
+            title,
+            self.settings.max_groups_per_agent,
             on_commit=done,
         )
 
@@ -302,8 +318,12 @@ class Network:
         if "@" not in content and not explicit:
             return (), ()
         members = self.members.get(target.group_id, set())
-        found = mentions.scan(content, self._resolver(target.group_id), self._known_resolver()) if "@" in content else None
-        extra, unresolved_explicit = mentions.resolve_explicit(explicit, self._member_names(members)) if explicit else ([], [])
+        found = (
+            mentions.scan(content, self._resolver(target.group_id), self._known_resolver()) if "@" in content else None
+        )
+        extra, unresolved_explicit = (
+            mentions.resolve_explicit(explicit, self._member_names(members)) if explicit else ([], [])
+        )
         agents: list[str] = []
         if found is not None and found.everyone:
             agents.extend(sorted(members))
@@ -343,8 +363,19 @@ class Network:
             self.verify_send(agent_id, device, conv, client_msg_id, content, payload_json, signed)
         digest = validate.digest(conv, content, payload_json)
         fut = self.db.write(
-            ops.send_message, agent_id, device, conv, client_msg_id, digest, content, payload_json,
-            resolved, excerpt(content), signed.signature, signed.signer_fp, signed.sign_time,
+            ops.send_message,
+            agent_id,
+            device,
+            conv,
+            client_msg_id,
+            digest,
+            content,
+            payload_json,
+            resolved,
+            excerpt(content),
+            signed.signature,
+            signed.signer_fp,
+            signed.sign_time,
             on_commit=self._fan_out,
         )
         return fut, unresolved
@@ -430,7 +461,8 @@ class Network:
                 raise PermissionDenied(f"cursor for {conv!r}: that is another agent's feed", reason="NOT_YOUR_FEED")
             if conv not in heads_and_starts and not conv.startswith(DM_PREFIX):
                 raise InvalidArgument(
-                    f"cursor for {conv!r}: agent {agent_id!r} is not in that conversation", reason="UNKNOWN_CONVERSATION"
+                    f"cursor for {conv!r}: agent {agent_id!r} is not in that conversation",
+                    reason="UNKNOWN_CONVERSATION",
                 )
         cursors: dict[str, int | None] = {}
         heads: dict[str, int] = {}
@@ -452,7 +484,9 @@ class Network:
         return [Envelope(MESSAGE, conv, m.seq, m) for m in msgs]
 
     async def _feed_refs(self, items: list[FeedRec]) -> dict[Any, Any]:
-        keys = {(it.conversation, it.message_seq) for it in items if it.kind in (FeedKind.MENTION, FeedKind.DIRECT_MESSAGE)}
+        keys = {
+            (it.conversation, it.message_seq) for it in items if it.kind in (FeedKind.MENTION, FeedKind.DIRECT_MESSAGE)
+        }
         refs: dict[Any, Any] = {}
         if keys:
             refs.update(await self.db.read(ops.messages_by_key, keys))

@@ -60,17 +60,20 @@ def display_name(value: str) -> tuple[str, str]:
         raise InvalidArgument("display_name must not be empty", reason="EMPTY", metadata={"field": "display_name"})
     if name != name.strip():
         raise InvalidArgument(
-            f"display_name {_show(name)} has leading or trailing whitespace", reason="BAD_DISPLAY_NAME",
+            f"display_name {_show(name)} has leading or trailing whitespace",
+            reason="BAD_DISPLAY_NAME",
             metadata={"field": "display_name"},
         )
     if len(name) > MAX_NAME:
         raise InvalidArgument(
-            f"display_name is {len(name)} characters; the limit is {MAX_NAME}", reason="TOO_LONG",
+            f"display_name is {len(name)} characters; the limit is {MAX_NAME}",
+            reason="TOO_LONG",
             metadata={"field": "display_name"},
         )
     if "@" in name or _has_control(name):
         raise InvalidArgument(
-            f"display_name {_show(name)} may not contain '@' or control characters", reason="BAD_DISPLAY_NAME",
+            f"display_name {_show(name)} may not contain '@' or control characters",
+            reason="BAD_DISPLAY_NAME",
             metadata={"field": "display_name"},
         )
     return name, name_key(name)
@@ -95,7 +98,8 @@ def content(value: str, max_bytes: int, has_payload: bool) -> str:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise InvalidArgument(
-            f"content is {size} bytes; the limit is {max_bytes} bytes", reason="CONTENT_TOO_LARGE",
+            f"content is {size} bytes; the limit is {max_bytes} bytes",
+            reason="CONTENT_TOO_LARGE",
             metadata={"limit": str(max_bytes), "size": str(size)},
         )
     if not value.strip() and not has_payload:
@@ -122,14 +126,16 @@ def payload(value: dict[str, Any] | None, max_bytes: int, max_depth: int) -> str
     depth = _depth(value, max_depth)
     if depth > max_depth:
         raise InvalidArgument(
-            f"payload is nested more than {max_depth} levels deep", reason="PAYLOAD_TOO_DEEP",
+            f"payload is nested more than {max_depth} levels deep",
+            reason="PAYLOAD_TOO_DEEP",
             metadata={"limit": str(max_depth)},
         )
     text = canonical_json(value)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise InvalidArgument(
-            f"payload is {size} bytes as JSON; the limit is {max_bytes} bytes", reason="PAYLOAD_TOO_LARGE",
+            f"payload is {size} bytes as JSON; the limit is {max_bytes} bytes",
+            reason="PAYLOAD_TOO_LARGE",
             metadata={"limit": str(max_bytes), "size": str(size)},
         )
     return text

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
-
 from agentnet.v1 import events_pb2, resources_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from ..errors import InvalidArgument
 from ..hub import FEED, MESSAGE, Envelope, PresenceChange
@@ -28,22 +27,37 @@ def us_of(t: timestamp_pb2.Timestamp) -> int:
 
 def agent(a: AgentRec, online: bool) -> resources_pb2.Agent:
     return resources_pb2.Agent(
-        id=a.id, display_name=a.display_name, role=a.role, description=a.description,
-        owner_device=a.owner_device, devices=a.devices, online=online,
-        last_seen_time=ts(a.last_seen), create_time=ts(a.create_time),
+        id=a.id,
+        display_name=a.display_name,
+        role=a.role,
+        description=a.description,
+        owner_device=a.owner_device,
+        devices=a.devices,
+        online=online,
+        last_seen_time=ts(a.last_seen),
+        create_time=ts(a.create_time),
     )
 
 
 def group(g: GroupRec) -> resources_pb2.Group:
     return resources_pb2.Group(
-        id=g.id, title=g.title, description=g.description, creator=g.creator, member_count=g.member_count,
-        last_seq=g.last_seq, create_time=ts(g.create_time), conversation="group:" + g.id,
+        id=g.id,
+        title=g.title,
+        description=g.description,
+        creator=g.creator,
+        member_count=g.member_count,
+        last_seq=g.last_seq,
+        create_time=ts(g.create_time),
+        conversation="group:" + g.id,
     )
 
 
 def member(m: MemberRec, display_name: str, online: bool) -> resources_pb2.GroupMember:
     return resources_pb2.GroupMember(
-        agent_id=m.agent_id, display_name=display_name, join_time=ts(m.join_time), joined_seq=m.joined_seq,
+        agent_id=m.agent_id,
+        display_name=display_name,
+        join_time=ts(m.join_time),
+        joined_seq=m.joined_seq,
         online=online,
     )
 
@@ -56,10 +70,19 @@ def payload_dict(p: struct_pb2.Struct, present: bool) -> dict[str, Any] | None:
 
 def message(m: MessageRec) -> resources_pb2.Message:
     pb = resources_pb2.Message(
-        conversation=m.conversation, seq=m.seq, sender=m.sender, sender_device=m.sender_device,
-        client_msg_id=m.client_msg_id, content=m.content, create_time=ts(m.create_time),
-        group_id=m.group_id, recipient=m.recipient, mentions=m.mentions, signature=m.signature,
-        signer_fingerprint=m.signer_fp, sign_time=ts(m.sign_time),
+        conversation=m.conversation,
+        seq=m.seq,
+        sender=m.sender,
+        sender_device=m.sender_device,
+        client_msg_id=m.client_msg_id,
+        content=m.content,
+        create_time=ts(m.create_time),
+        group_id=m.group_id,
+        recipient=m.recipient,
+        mentions=m.mentions,
+        signature=m.signature,
+        signer_fingerprint=m.signer_fp,
+        sign_time=ts(m.sign_time),
     )
     if m.payload_json is not None:
         pb.payload.update(json.loads(m.payload_json))
@@ -68,24 +91,48 @@ def message(m: MessageRec) -> resources_pb2.Message:
 
 def feed_item(f: FeedRec) -> resources_pb2.InboxItem:
     return resources_pb2.InboxItem(
-        seq=f.seq, kind=cast(Any, int(f.kind)), conversation=f.conversation, message_seq=f.message_seq,
-        task_id=f.task_id, task_version=f.task_version, actor=f.actor, excerpt=f.excerpt,
-        unread=not f.read, create_time=ts(f.create_time), in_inbox=f.in_inbox,
+        seq=f.seq,
+        kind=cast(Any, int(f.kind)),
+        conversation=f.conversation,
+        message_seq=f.message_seq,
+        task_id=f.task_id,
+        task_version=f.task_version,
+        actor=f.actor,
+        excerpt=f.excerpt,
+        unread=not f.read,
+        create_time=ts(f.create_time),
+        in_inbox=f.in_inbox,
     )
 
 
 def task_change(c: TaskChangeRec) -> resources_pb2.TaskChange:
     return resources_pb2.TaskChange(
-        version=c.version, actor=c.actor, from_status=cast(Any, c.from_status), to_status=cast(Any, c.to_status),
-        from_assignee=c.from_assignee, to_assignee=c.to_assignee, note=c.note, time=ts(c.time),
+        version=c.version,
+        actor=c.actor,
+        from_status=cast(Any, c.from_status),
+        to_status=cast(Any, c.to_status),
+        from_assignee=c.from_assignee,
+        to_assignee=c.to_assignee,
+        note=c.note,
+        time=ts(c.time),
     )
 
 
 def task(t: TaskRec) -> resources_pb2.Task:
     return resources_pb2.Task(
-        id=t.id, title=t.title, description=t.description, creator=t.creator, assignee=t.assignee,
-        group_id=t.group_id, priority=cast(Any, t.priority), due_time=ts(t.due_time), status=cast(Any, int(t.status)),
-        version=t.version, result=t.result, create_time=ts(t.create_time), update_time=ts(t.update_time),
+        id=t.id,
+        title=t.title,
+        description=t.description,
+        creator=t.creator,
+        assignee=t.assignee,
+        group_id=t.group_id,
+        priority=cast(Any, t.priority),
+        due_time=ts(t.due_time),
+        status=cast(Any, int(t.status)),
+        version=t.version,
+        result=t.result,
+        create_time=ts(t.create_time),
+        update_time=ts(t.update_time),
         history=[task_change(c) for c in t.history],
     )
 
@@ -130,7 +177,9 @@ def presence(changes: list[PresenceChange], names: dict[str, str], snapshot: boo
         presence=events_pb2.PresenceUpdate(
             agents=[
                 events_pb2.AgentPresence(
-                    agent_id=c.agent_id, display_name=names.get(c.agent_id, ""), online=c.online,
+                    agent_id=c.agent_id,
+                    display_name=names.get(c.agent_id, ""),
+                    online=c.online,
                     last_seen_time=ts(c.last_seen),
                 )
                 for c in changes

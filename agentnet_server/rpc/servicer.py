@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
-
 from agentnet.v1 import resources_pb2, service_pb2
 
 from ..auth import current_peer
@@ -37,7 +36,9 @@ class AgentNetServicer:
 
     async def RegisterAgent(self, req: service_pb2.RegisterAgentRequest, ctx: Ctx) -> Any:
         a = req.agent
-        rec, created = await self.net.register(current_peer.get().device_id, a.id, a.display_name, a.role, a.description)
+        rec, created = await self.net.register(
+            current_peer.get().device_id, a.id, a.display_name, a.role, a.description
+        )
         return service_pb2.RegisterAgentResponse(agent=convert.agent(rec, self.hub.online(rec.id)), created=created)
 
     async def ListAgents(self, req: service_pb2.ListAgentsRequest, ctx: Ctx) -> Any:
@@ -71,7 +72,9 @@ class AgentNetServicer:
         agents = self.net.agents
         return service_pb2.ListGroupMembersResponse(
             members=[
-                convert.member(m, agents[m.agent_id].display_name if m.agent_id in agents else "", self.hub.online(m.agent_id))
+                convert.member(
+                    m, agents[m.agent_id].display_name if m.agent_id in agents else "", self.hub.online(m.agent_id)
+                )
                 for m in members
             ],
             next_page_token=nxt,
@@ -95,11 +98,18 @@ class AgentNetServicer:
         peer = current_peer.get()
         signed = SignedFields(req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time))
         sent = await self.net.send(
-            agent, device, target, req.client_msg_id, req.content,
-            convert.payload_dict(req.payload, req.HasField("payload")), mentions, signed,
+            agent,
+            device,
+            target,
+            req.client_msg_id,
+            req.content,
+            convert.payload_dict(req.payload, req.HasField("payload")),
+            mentions,
+            signed,
         )
         return service_pb2.SendMessageResponse(
-            message=convert.message(sent.result.message), duplicate=sent.result.duplicate,
+            message=convert.message(sent.result.message),
+            duplicate=sent.result.duplicate,
             unresolved_mentions=sent.unresolved,
         )
 
@@ -111,7 +121,9 @@ class AgentNetServicer:
 
     async def _history(self, conv: str, agent: str, req: Any) -> Any:
         convert.check_seq("after_seq", req.after_seq)
-        msgs, nxt, last = await self.net.history(agent, conv, req.after_seq, req.newest_first, req.page_size, req.page_token)
+        msgs, nxt, last = await self.net.history(
+            agent, conv, req.after_seq, req.newest_first, req.page_size, req.page_token
+        )
         return service_pb2.ListMessagesResponse(
             messages=[convert.message(m) for m in msgs], next_page_token=nxt, last_seq=last
         )
@@ -135,15 +147,20 @@ class AgentNetServicer:
         if req.fingerprint:
             cert = await self.net.db.read(ops.device_cert, req.fingerprint.lower())
             if cert is None or cert.device_id != req.device_id:
-                raise NotFound(f"device {req.device_id!r} has no certificate {req.fingerprint[:16]!r}", reason="CERT_NOT_FOUND")
+                raise NotFound(
+                    f"device {req.device_id!r} has no certificate {req.fingerprint[:16]!r}", reason="CERT_NOT_FOUND"
+                )
         else:
             certs = await self.net.db.read(ops.device_certs, req.device_id)
             if not certs:
                 raise NotFound(f"device {req.device_id!r} is not known", reason="DEVICE_NOT_FOUND")
             cert = certs[-1]
         return resources_pb2.Device(
-            id=cert.device_id, fingerprint=cert.fingerprint, certificate_pem=cert.pem,
-            not_after=convert.ts(cert.not_after), revoked=cert.revoked_at is not None,
+            id=cert.device_id,
+            fingerprint=cert.fingerprint,
+            certificate_pem=cert.pem,
+            not_after=convert.ts(cert.not_after),
+            revoked=cert.revoked_at is not None,
         )
 
 

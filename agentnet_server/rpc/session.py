@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from agentnet.v1 import events_pb2, resources_pb2
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
-
-from agentnet.v1 import events_pb2, resources_pb2
 
 from ..auth import Peer, current_peer
 from ..config import Settings
@@ -114,7 +113,7 @@ class Conn:
                 yield data
         except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug ends this stream only, with INTERNAL
+        except Exception as exc:
             log.exception("session %s writer failed", s.id)
             await self.context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); reconnect")
         finally:
@@ -142,8 +141,11 @@ class Conn:
             s.wake.clear()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                s.close("DEADLINE_EXCEEDED", "no register event within the first "
-                        f"{REGISTER_TIMEOUT_INTERVALS} heartbeat intervals", "REGISTER_TIMEOUT")
+                s.close(
+                    "DEADLINE_EXCEEDED",
+                    f"no register event within the first {REGISTER_TIMEOUT_INTERVALS} heartbeat intervals",
+                    "REGISTER_TIMEOUT",
+                )
                 break
             try:
                 await asyncio.wait_for(s.wake.wait(), remaining)
@@ -168,7 +170,8 @@ class Conn:
             exc.status = close.status
             yield status.error_event(exc, fatal=True).SerializeToString()
             await self.context.abort(
-                status.code_of(close.status), close.message,
+                status.code_of(close.status),
+                close.message,
                 trailing_metadata=status.trailing(close.status, close.message, close.reason, {}, None),
             )
 
@@ -256,8 +259,9 @@ class Conn:
         convs = {env.conv for env in s.queue} | set(s.cursors)
         s.queue.clear()
         s.lagging = False
-        log.info("session %s (%s) fell behind; catching up from the store (%d dropped so far)",
-                 s.id, s.agent_id, s.dropped)
+        log.info(
+            "session %s (%s) fell behind; catching up from the store (%d dropped so far)", s.id, s.agent_id, s.dropped
+        )
         for conv in convs:
             async for data in self._catch_up(conv):
                 yield data
@@ -266,9 +270,7 @@ class Conn:
     def _presence_snapshot(self) -> bytes:
         from ..hub import PresenceChange
 
-        changes = [
-            PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in self.net.agents.values()
-        ]
+        changes = [PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in self.net.agents.values()]
         return convert.presence(changes, {a.id: a.display_name for a in self.net.agents.values()}, snapshot=True)
 
     # -- reader -------------------------------------------------------------------------------
@@ -291,8 +293,13 @@ class Conn:
                     continue
                 rid = ev.request_id
                 if len(rid) > MAX_REQUEST_ID:
-                    self.fail(InvalidArgument(f"request_id is {len(rid)} characters; the limit is {MAX_REQUEST_ID}",
-                                              reason="BAD_REQUEST_ID"), rid[:MAX_REQUEST_ID])
+                    self.fail(
+                        InvalidArgument(
+                            f"request_id is {len(rid)} characters; the limit is {MAX_REQUEST_ID}",
+                            reason="BAD_REQUEST_ID",
+                        ),
+                        rid[:MAX_REQUEST_ID],
+                    )
                     continue
                 try:
                     if self.svc.limiter is not None:
@@ -300,14 +307,18 @@ class Conn:
                     await self._dispatch(ev)
                 except AgentnetError as exc:
                     self.fail(exc, rid)
-            # A graceful end: keep the client's last delivery ack before the stream closes.
+            # A graceful end: answer every send still in flight and keep the client's last
+            # delivery ack before the stream closes.
+            while self.inflight:
+                self._inflight_free.clear()
+                await self._inflight_free.wait()
             while self._ack_writing or self._ack_pending:
                 self._flush_acks()
                 await asyncio.sleep(0.005)
             s.close("OK", "the client closed the stream", "CLIENT_CLOSED")
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug must end this stream only
+        except Exception as exc:
             if isinstance(exc, grpc.aio.AioRpcError) or "cancel" in type(exc).__name__.lower():
                 s.close("OK", "stream ended", "STREAM_ENDED")
                 return
@@ -323,19 +334,21 @@ class Conn:
                 reason="UNKNOWN_EVENT",
             )
         if kind == "heartbeat":
-            self.reply(events_pb2.ServerEvent(
-                request_id=ev.request_id,
-                heartbeat_ack=events_pb2.HeartbeatAck(
-                    client_time=ev.heartbeat.client_time if ev.heartbeat.HasField("client_time") else None,
-                    server_time=convert.ts(now_us()),
-                ),
-            ))
+            self.reply(
+                events_pb2.ServerEvent(
+                    request_id=ev.request_id,
+                    heartbeat_ack=events_pb2.HeartbeatAck(
+                        client_time=ev.heartbeat.client_time if ev.heartbeat.HasField("client_time") else None,
+                        server_time=convert.ts(now_us()),
+                    ),
+                )
+            )
             return
         if kind == "register":
             if self.registered:
                 raise FailedPrecondition(
-                    f"this stream is already registered as {self.s.agent_id!r}; open another stream for "
-                    "another agent", reason="ALREADY_REGISTERED",
+                    f"this stream is already registered as {self.s.agent_id!r}; open another stream for another agent",
+                    reason="ALREADY_REGISTERED",
                 )
             await self._register(ev)
             return
@@ -373,47 +386,74 @@ class Conn:
         hb = duration_pb2.Duration()
         hb.FromNanoseconds(int(self.settings.heartbeat_interval * 1e9))
         st = self.settings
-        self.reply(events_pb2.ServerEvent(
-            request_id=ev.request_id,
-            registered=events_pb2.Registered(
-                agent=convert.agent(rec, True), device_id=device, session_id=s.id, heartbeat_interval=hb,
-                server_time=convert.ts(now_us()), created=created,
-                limits=events_pb2.Limits(
-                    max_content_bytes=st.max_content_bytes, max_payload_bytes=st.max_payload_bytes,
-                    session_queue=st.session_queue, sends_per_second=st.sends_per_second, send_burst=st.send_burst,
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=ev.request_id,
+                registered=events_pb2.Registered(
+                    agent=convert.agent(rec, True),
+                    device_id=device,
+                    session_id=s.id,
+                    heartbeat_interval=hb,
+                    server_time=convert.ts(now_us()),
+                    created=created,
+                    limits=events_pb2.Limits(
+                        max_content_bytes=st.max_content_bytes,
+                        max_payload_bytes=st.max_payload_bytes,
+                        session_queue=st.session_queue,
+                        sends_per_second=st.sends_per_second,
+                        send_burst=st.send_burst,
+                    ),
                 ),
-            ),
-        ))
+            )
+        )
         self.hub.attach(s)
-        self.reply(events_pb2.ServerEvent(agent_list=events_pb2.AgentList(
-            agents=[convert.agent(x, self.hub.online(x.id)) for x in self.net.agents.values()]
-        )))
+        self.reply(
+            events_pb2.ServerEvent(
+                agent_list=events_pb2.AgentList(
+                    agents=[convert.agent(x, self.hub.online(x.id)) for x in self.net.agents.values()]
+                )
+            )
+        )
         log.info("session %s: %s registered agent %s%s", s.id, self.peer.short, rec.id, " (new)" if created else "")
 
     async def on_join(self, ev: events_pb2.ClientEvent) -> None:
         j = ev.join_group
         group, member, new = await self.net.join(self.s.agent_id, j.group_id, j.create_if_missing, j.title)
-        self.reply(events_pb2.ServerEvent(
-            request_id=ev.request_id,
-            group_joined=events_pb2.GroupJoined(group=convert.group(group), joined_seq=member.joined_seq, newly_joined=new),
-        ))
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=ev.request_id,
+                group_joined=events_pb2.GroupJoined(
+                    group=convert.group(group), joined_seq=member.joined_seq, newly_joined=new
+                ),
+            )
+        )
 
     async def on_leave(self, ev: events_pb2.ClientEvent) -> None:
         await self.net.leave(self.s.agent_id, ev.leave_group.group_id)
-        self.reply(events_pb2.ServerEvent(
-            request_id=ev.request_id, group_left=events_pb2.GroupLeft(group_id=ev.leave_group.group_id)
-        ))
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=ev.request_id, group_left=events_pb2.GroupLeft(group_id=ev.leave_group.group_id)
+            )
+        )
 
     async def on_message(self, ev: events_pb2.ClientEvent) -> None:
         m = ev.message
         which = m.WhichOneof("target")
-        target = Target(group_id=m.group_id if which == "group_id" else "", to_agent=m.to_agent if which == "to_agent" else "")
+        target = Target(
+            group_id=m.group_id if which == "group_id" else "", to_agent=m.to_agent if which == "to_agent" else ""
+        )
         if self.svc.limiter is not None:
             self.svc.limiter.check_send(self.peer.device_id)
         signed = SignedFields(m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time))
         fut, unresolved = self.net.submit_send(
-            self.s.agent_id, self.peer.device_id, target, m.client_msg_id, m.content,
-            convert.payload_dict(m.payload, m.HasField("payload")), list(m.mentions), signed,
+            self.s.agent_id,
+            self.peer.device_id,
+            target,
+            m.client_msg_id,
+            m.content,
+            convert.payload_dict(m.payload, m.HasField("payload")),
+            list(m.mentions),
+            signed,
         )
         self.inflight += 1
         rid = ev.request_id
@@ -436,24 +476,34 @@ class Conn:
             return
         r = fut.result()
         msg = r.message
-        self.reply(events_pb2.ServerEvent(
-            request_id=rid,
-            message_ack=events_pb2.MessageAck(
-                conversation=msg.conversation, seq=msg.seq, client_msg_id=msg.client_msg_id,
-                create_time=convert.ts(msg.create_time), duplicate=r.duplicate, mentioned=msg.mentions,
-                unresolved_mentions=() if r.duplicate else unresolved,
-            ),
-        ))
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=rid,
+                message_ack=events_pb2.MessageAck(
+                    conversation=msg.conversation,
+                    seq=msg.seq,
+                    client_msg_id=msg.client_msg_id,
+                    create_time=convert.ts(msg.create_time),
+                    duplicate=r.duplicate,
+                    mentioned=msg.mentions,
+                    unresolved_mentions=() if r.duplicate else unresolved,
+                ),
+            )
+        )
 
     async def on_ack(self, ev: events_pb2.ClientEvent) -> None:
         if len(ev.ack.cursors) > MAX_CURSORS:
-            raise InvalidArgument(f"{len(ev.ack.cursors)} cursors; the limit is {MAX_CURSORS}", reason="TOO_MANY_CURSORS")
+            raise InvalidArgument(
+                f"{len(ev.ack.cursors)} cursors; the limit is {MAX_CURSORS}", reason="TOO_MANY_CURSORS"
+            )
         mine = inbox_conv(self.s.agent_id)
         for c in ev.ack.cursors:
             convert.check_seq("ack seq", c.seq)
             known = self.s.cursors.get(c.conversation, -1)
             if c.conversation != mine and (known is None or known == -1):
-                raise InvalidArgument(f"ack for {c.conversation!r}: not a conversation of this stream", reason="BAD_CURSOR")
+                raise InvalidArgument(
+                    f"ack for {c.conversation!r}: not a conversation of this stream", reason="BAD_CURSOR"
+                )
             if known is not None and c.seq > known:
                 raise InvalidArgument(
                     f"ack for {c.conversation!r} seq {c.seq} is beyond what this stream delivered ({known})",

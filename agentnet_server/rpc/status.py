@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 import grpc
+from agentnet.v1 import events_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-
-from agentnet.v1 import events_pb2
 
 from ..errors import AgentnetError
 
@@ -39,7 +38,9 @@ def code_of(status: str) -> grpc.StatusCode:
     return CODES.get(status, grpc.StatusCode.INTERNAL)
 
 
-def rich_status(status: str, message: str, reason: str, metadata: dict[str, str], retry_after: float | None) -> status_pb2.Status:
+def rich_status(
+    status: str, message: str, reason: str, metadata: dict[str, str], retry_after: float | None
+) -> status_pb2.Status:
     code = code_of(status)
     st = status_pb2.Status(code=code.value[0], message=message)
     info = any_pb2.Any()
@@ -58,7 +59,9 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
-def trailing(status: str, message: str, reason: str, metadata: dict[str, str], retry_after: float | None) -> tuple[tuple[str, str | bytes], ...]:
+def trailing(
+    status: str, message: str, reason: str, metadata: dict[str, str], retry_after: float | None
+) -> tuple[tuple[str, str | bytes], ...]:
     st = rich_status(status, message, reason, metadata, retry_after)
     return ((DETAILS_KEY, st.SerializeToString()), (REASON_KEY, reason))
 
@@ -75,7 +78,11 @@ async def abort(context: grpc.aio.ServicerContext, exc: AgentnetError) -> None:
 def error_event(exc: AgentnetError, request_id: str = "", fatal: bool = False) -> events_pb2.ServerEvent:
     code = code_of(exc.status)
     err = events_pb2.Error(
-        code=code.value[0], status=exc.status, message=exc.message, reason=exc.reason, fatal=fatal,
+        code=code.value[0],
+        status=exc.status,
+        message=exc.message,
+        reason=exc.reason,
+        fatal=fatal,
         metadata=exc.metadata,
     )
     if exc.retry_after is not None:

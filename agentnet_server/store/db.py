@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import pathlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import peewee as pw
@@ -80,7 +81,7 @@ class Tx:
 
 
 class _Op:
-    __slots__ = ("fn", "args", "future", "on_commit")
+    __slots__ = ("args", "fn", "future", "on_commit")
 
     def __init__(
         self,
@@ -106,8 +107,7 @@ def _store_error(exc: BaseException) -> AgentnetError:
         )
     if isinstance(exc, (pw.DatabaseError, pw.InterfaceError, OSError)):
         return StoreUnavailable(
-            f"the store refused the write ({type(exc).__name__}: {exc}); nothing was committed, "
-            "retry later"
+            f"the store refused the write ({type(exc).__name__}: {exc}); nothing was committed, retry later"
         )
     log.error("write failed with an unexpected error", exc_info=exc)
     return Internal(f"internal error while writing ({type(exc).__name__}); nothing was committed")
@@ -196,10 +196,21 @@ class Database:
         self._queue.put(_Op(fn, args, fut, on_commit))
         return fut
 
-    def _atomic(self) -> Any:
-        if isinstance(self.db, pw.SqliteDatabase):
-            return self.db.atomic("IMMEDIATE")
-        return self.db.atomic()
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One transaction. SQLite takes the write lock up front (IMMEDIATE) so a writer in another
+        process (the CLI) makes this wait instead of failing mid-way. The original error is kept
+        even when the database already rolled back by itself (SQLITE_FULL does)."""
+        self.tx.exec("BEGIN IMMEDIATE" if isinstance(self.db, pw.SqliteDatabase) else "BEGIN")
+        try:
+            yield
+            self.tx.exec("COMMIT")
+        except BaseException:
+            try:
+                self.tx.exec("ROLLBACK")
+            except Exception:  # noqa: BLE001 - already rolled back, or the connection is gone
+                pass
+            raise
 
     def _run_writer(self) -> None:
         q = self._queue
@@ -266,7 +277,7 @@ class Database:
             if ok and op.on_commit is not None:
                 try:
                     op.on_commit(value)
-                except Exception:  # noqa: BLE001 - fan-out must not lose the ack
+                except Exception:
                     log.exception("post-commit hook failed")
             if op.future.done():
                 continue

@@ -39,10 +39,7 @@ def agents_all(tx: Tx) -> list[AgentRec]:
     devices: dict[str, list[str]] = {}
     for agent, device in tx.all("SELECT agent, device FROM agent_device ORDER BY agent, grant_time"):
         devices.setdefault(agent, []).append(device)
-    return [
-        _agent(r, tuple(devices.get(r[0], ())))
-        for r in tx.all(f"SELECT {_AGENT_COLS} FROM agent ORDER BY id")
-    ]
+    return [_agent(r, tuple(devices.get(r[0], ()))) for r in tx.all(f"SELECT {_AGENT_COLS} FROM agent ORDER BY id")]
 
 
 def agent_get(tx: Tx, agent_id: str) -> AgentRec | None:
@@ -86,8 +83,16 @@ def register_agent(
             "UPDATE agent SET display_name = ?, name_key = ?, role = ?, description = ? WHERE id = ?",
             (display_name, name_key, role, description, agent_id),
         )
-        return AgentRec(agent_id, display_name, role, description, existing.owner_device,
-                        existing.devices, existing.create_time, existing.last_seen), False
+        return AgentRec(
+            agent_id,
+            display_name,
+            role,
+            description,
+            existing.owner_device,
+            existing.devices,
+            existing.create_time,
+            existing.last_seen,
+        ), False
     if holder is not None:
         raise AlreadyExists(
             f"display name {display_name!r} is already used by agent {holder[0]!r}",
@@ -122,8 +127,16 @@ def authorize_device(tx: Tx, owner_device: str, agent_id: str, device: str) -> A
     if device in existing.devices:
         return existing
     tx.exec("INSERT INTO agent_device (agent, device, grant_time) VALUES (?, ?, ?)", (agent_id, device, now_us()))
-    return AgentRec(existing.id, existing.display_name, existing.role, existing.description,
-                    existing.owner_device, (*existing.devices, device), existing.create_time, existing.last_seen)
+    return AgentRec(
+        existing.id,
+        existing.display_name,
+        existing.role,
+        existing.description,
+        existing.owner_device,
+        (*existing.devices, device),
+        existing.create_time,
+        existing.last_seen,
+    )
 
 
 def touch_seen(tx: Tx, agent_id: str, device: str, t: int) -> None:
@@ -228,8 +241,15 @@ def join_group(
         "INSERT INTO member (group_id, agent, joined_seq, join_time) VALUES (?, ?, ?, ?)",
         (group_id, agent_id, group.last_seq, t),
     )
-    g = GroupRec(group.id, group.title, group.description, group.creator, group.create_time,
-                 group.last_seq, group.member_count + 1)
+    g = GroupRec(
+        group.id,
+        group.title,
+        group.description,
+        group.creator,
+        group.create_time,
+        group.last_seq,
+        group.member_count + 1,
+    )
     return g, MemberRec(group_id, agent_id, group.last_seq, t), True
 
 
@@ -249,8 +269,18 @@ _MSG_COLS = (
 
 def _message(r: Sequence[Any]) -> MessageRec:
     return MessageRec(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-        tuple(r[8].split(",")) if r[8] else (), bytes(r[9]) if r[9] is not None else b"", r[10], r[11],
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        tuple(r[8].split(",")) if r[8] else (),
+        bytes(r[9]) if r[9] is not None else b"",
+        r[10],
+        r[11],
     )
 
 
@@ -327,7 +357,9 @@ def send_message(
     sign_time: int,
 ) -> SendResult:
     """Commit one message: dedupe by (sender, client_msg_id), next seq, feed entries."""
-    prior = tx.one("SELECT conv, seq, digest FROM message WHERE sender = ? AND client_msg_id = ?", (sender, client_msg_id))
+    prior = tx.one(
+        "SELECT conv, seq, digest FROM message WHERE sender = ? AND client_msg_id = ?", (sender, client_msg_id)
+    )
     if prior is not None:
         if prior[2] != digest:
             raise AlreadyExists(
@@ -363,8 +395,21 @@ def send_message(
     t = now_us()
     tx.exec(
         f"INSERT INTO message ({_MSG_COLS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (conv, seq, sender, device, client_msg_id, content, payload_json, t, ",".join(mentions),
-         signature or None, signer_fp, sign_time, digest),
+        (
+            conv,
+            seq,
+            sender,
+            device,
+            client_msg_id,
+            content,
+            payload_json,
+            t,
+            ",".join(mentions),
+            signature or None,
+            signer_fp,
+            sign_time,
+            digest,
+        ),
     )
     feed: list[FeedRec] = []
     for agent in mentions:
@@ -372,8 +417,9 @@ def send_message(
             feed.append(_feed_append(tx, agent, FeedKind.MENTION, conv, seq, "", 0, sender, excerpt, True, t))
     if recipient and recipient != sender:
         feed.append(_feed_append(tx, recipient, FeedKind.DIRECT_MESSAGE, conv, seq, "", 0, sender, excerpt, True, t))
-    msg = MessageRec(conv, seq, sender, device, client_msg_id, content, payload_json, t, mentions,
-                     signature, signer_fp, sign_time)
+    msg = MessageRec(
+        conv, seq, sender, device, client_msg_id, content, payload_json, t, mentions, signature, signer_fp, sign_time
+    )
     return SendResult(msg, False, tuple(feed))
 
 
@@ -441,7 +487,8 @@ def ack(tx: Tx, agent_id: str, device: str, cursors: Sequence[tuple[str, int]]) 
     for conv, seq in cursors:
         tx.exec(
             "INSERT INTO delivery_cursor (agent, device, conv, seq) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (agent, device, conv) DO UPDATE SET seq = excluded.seq WHERE delivery_cursor.seq < excluded.seq",
+            "ON CONFLICT (agent, device, conv) DO UPDATE SET seq = excluded.seq "
+            "WHERE delivery_cursor.seq < excluded.seq",
             (agent_id, device, conv, seq),
         )
 
@@ -455,7 +502,8 @@ def record_device_cert(
     """Remember a device certificate (at enrollment, or when first seen on a connection)."""
     t = now_us()
     tx.exec(
-        "INSERT INTO device (id, create_time, revoked_at, last_seen) VALUES (?, ?, NULL, NULL) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO device (id, create_time, revoked_at, last_seen) VALUES (?, ?, NULL, NULL) "
+        "ON CONFLICT (id) DO NOTHING",
         (device_id, t),
     )
     if enrolled:

@@ -1,0 +1,158 @@
+"""The store on SQLite (a real file) and PostgreSQL (the real server, when AGENTNET_TEST_POSTGRES is
+set): schema versions, group commit, isolation of a failing request, seq allocation."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from agentnet_server.errors import AlreadyExists, NotFound, StoreUnavailable
+from agentnet_server.records import group_conv
+from agentnet_server.store import ops
+from agentnet_server.store.db import Database
+from agentnet_server.store.schema import CURRENT_VERSION, SchemaError
+from tests.conftest import postgres_url
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    base = postgres_url()
+    if not base:
+        pytest.skip("AGENTNET_TEST_POSTGRES is not set")
+    import psycopg
+
+    name = f"agentnet_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> Database:  # type: ignore[misc]
+    d = Database(db_url, "FULL", readers=2, batch=256)
+    d.migrate()
+    d.start(asyncio.get_running_loop())
+    yield d
+    await asyncio.to_thread(d.close)
+
+
+async def _agent(db: Database, agent_id: str, device: str = "dev") -> None:
+    await db.write(ops.register_agent, device, agent_id, agent_id, agent_id, "", "", 0)
+
+
+def _send(db: Database, sender: str, conv: str, cid: str, content: str = "hi") -> asyncio.Future:  # type: ignore[type-arg]
+    from agentnet_server.domain.validate import digest
+
+    return db.write(
+        ops.send_message, sender, "dev", conv, cid, digest(conv, content, None), content, None, (), content, b"", "", 0
+    )
+
+
+async def test_migrate_is_idempotent_and_versioned(db_url: str) -> None:
+    for _ in range(2):
+        d = Database(db_url)
+        assert d.migrate() == CURRENT_VERSION
+        d.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "future.db"
+    d = Database(f"sqlite:///{path}")
+    d.migrate()
+    d.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 0)", (CURRENT_VERSION + 1,))
+    d = Database(f"sqlite:///{path}")
+    with pytest.raises(SchemaError, match="upgrade agentnet"):
+        d.migrate()
+    d.close()
+
+
+async def test_concurrent_sends_are_group_committed_gap_free(db: Database) -> None:
+    await _agent(db, "a")
+    await _agent(db, "b")
+    await db.write(ops.create_group, "a", "g", "g", "", 0)
+    await db.write(ops.join_group, "b", "g", False, "", 0)
+    commits_before = db.commits
+    futs = [_send(db, "a" if i % 2 else "b", group_conv("g"), f"c{i}") for i in range(400)]
+    results = await asyncio.gather(*futs)
+    assert sorted(r.message.seq for r in results) == list(range(1, 401))
+    # Results come back in submission order (the writer is FIFO).
+    assert [r.message.seq for r in results] == list(range(1, 401))
+    commits = db.commits - commits_before
+    assert commits < 400, f"{commits} commits for 400 sends: no group commit happened"
+    rows = await db.read(ops.messages_after, group_conv("g"), 0, 1000)
+    assert [m.seq for m in rows] == list(range(1, 401))
+
+
+async def test_a_refused_request_does_not_fail_its_batch(db: Database) -> None:
+    await _agent(db, "a")
+    await db.write(ops.create_group, "a", "g", "g", "", 0)
+    futs = [
+        _send(db, "a", group_conv("g"), "one"),
+        _send(db, "a", group_conv("g"), "one", "other content"),  # same id, different content
+        _send(db, "a", group_conv("nope"), "two"),  # unknown group
+        _send(db, "a", group_conv("g"), "three"),
+    ]
+    results = await asyncio.gather(*futs, return_exceptions=True)
+    assert results[0].message.seq == 1  # type: ignore[union-attr]
+    assert isinstance(results[1], AlreadyExists)
+    assert isinstance(results[2], NotFound)
+    assert results[3].message.seq == 2  # type: ignore[union-attr]
+
+
+async def test_duplicate_in_same_batch_returns_the_original(db: Database) -> None:
+    await _agent(db, "a")
+    await db.write(ops.create_group, "a", "g", "g", "", 0)
+    r1, r2 = await asyncio.gather(_send(db, "a", group_conv("g"), "same"), _send(db, "a", group_conv("g"), "same"))
+    assert (r1.duplicate, r2.duplicate) == (False, True)
+    assert r1.message.seq == r2.message.seq == 1
+
+
+async def test_dm_conversation_is_created_on_first_send(db: Database) -> None:
+    await _agent(db, "a")
+    await _agent(db, "b")
+    r = await _send(db, "a", "dm:a+b", "x")
+    assert r.message.seq == 1 and r.message.recipient == "b"
+    assert [f.agent for f in r.feed] == ["b"]
+    heads = await db.read(ops.conversation_heads, "b")
+    assert heads["dm:a+b"] == (1, 0)
+
+
+async def test_full_store_refuses_writes_cleanly_and_recovers(tmp_path: pathlib.Path) -> None:
+    d = Database(f"sqlite:///{tmp_path / 'full.db'}")
+    d.migrate()
+    d.start(asyncio.get_running_loop())
+    try:
+        await _agent(d, "a")
+        await d.write(ops.create_group, "a", "g", "g", "", 0)
+        ok = await _send(d, "a", group_conv("g"), "before", "x" * 1000)
+        # The writer's connection may not grow the file any more: SQLITE_FULL on the next insert.
+        pages = await d.write(lambda tx: tx.scalar("PRAGMA page_count"))
+        await d.write(lambda tx: tx.scalar(f"PRAGMA max_page_count = {pages}"))
+        with pytest.raises(StoreUnavailable) as err:
+            await _send(d, "a", group_conv("g"), "full", "y" * 60_000)
+        assert "nothing was committed" in err.value.message and "full" in err.value.message
+        rows = await d.read(ops.messages_after, group_conv("g"), 0, 10)
+        assert [m.client_msg_id for m in rows] == ["before"]
+        # The store has room again: the same send now commits, with the next seq (no gap).
+        await d.write(lambda tx: tx.scalar("PRAGMA max_page_count = 1073741823"))
+        again = await _send(d, "a", group_conv("g"), "full", "y" * 60_000)
+        assert again.message.seq == ok.message.seq + 1
+    finally:
+        await asyncio.to_thread(d.close)
