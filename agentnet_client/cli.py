@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -296,13 +297,170 @@ async def cmd_tail(ns: argparse.Namespace) -> int:
             ev = nxt.result()
             if ev.WhichOneof("event") in ns.skip:
                 continue
-            line = fmt_event(ev)
-            emit(ns, ev, lambda: print(line, flush=True))
+            emit(ns, ev, functools.partial(print, fmt_event(ev), flush=True))
             seen += 1
             if ns.count and seen >= ns.count:
                 break
         if client.session is not None and client.session.error is not None:
             raise client.session.error
+    return 0
+
+
+KINDS = {"mention": 1, "dm": 2, "task_assigned": 3, "task_updated": 4}
+STATUSES = ["pending", "accepted", "in_progress", "blocked", "done", "failed", "cancelled", "rejected"]
+ACTIONS = {
+    "accept": "accept a task assigned to you",
+    "start": "start working on it (in_progress)",
+    "block": "mark it blocked",
+    "done": "mark it done",
+    "fail": "mark it failed",
+    "reject": "decline it",
+    "cancel": "cancel a task you created",
+    "reassign": "give a task you created to another agent",
+    "note": "add a note (and/or --result) without changing the status",
+}
+ACTION_STATUS = {
+    "accept": "accepted",
+    "start": "in_progress",
+    "block": "blocked",
+    "done": "done",
+    "fail": "failed",
+    "reject": "rejected",
+    "cancel": "cancelled",
+}
+
+
+def _status_value(name: str) -> int:
+    from agentnet.v1 import resources_pb2
+
+    return resources_pb2.TaskStatus.Value("TASK_STATUS_" + name.upper())
+
+
+def _kind_name(n: int) -> str:
+    return {v: k for k, v in KINDS.items()}.get(n, str(n))
+
+
+async def cmd_inbox(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        r = await c.inbox(acting(ns), ns.unread, KINDS.get(ns.kind or "", 0), ns.limit)
+
+        def human() -> None:
+            kinds = ", ".join(f"{_kind_name(resources_kind(k))} {n}" for k, n in sorted(r.unread_by_kind.items()))
+            print(f"{r.unread_total} unread" + (f" ({kinds})" if kinds else ""))
+            for it in r.items:
+                mark = "●" if it.unread else " "
+                where = it.conversation or it.task_id
+                print(f"{mark} #{it.seq:<5} {_kind_name(it.kind):<13} {it.actor:<16} {where:<28} {it.excerpt}")
+            for cu in r.conversations:
+                if cu.unread_messages or cu.unread_items:
+                    print(
+                        f"  {cu.conversation}: {cu.unread_messages} unread messages (read up to {cu.read_seq}"
+                        f" of {cu.last_seq})"
+                    )
+
+        emit(ns, r, human)
+    return 0
+
+
+def resources_kind(name: str) -> int:
+    from agentnet.v1 import resources_pb2
+
+    return resources_pb2.InboxItemKind.Value(name)
+
+
+async def cmd_read(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        agent = await c.acting_agent(acting(ns))
+        up_to: dict[str, int] = {}
+        if ns.group:
+            up_to[f"group:{ns.group}"] = ns.up_to if ns.up_to is not None else 2**62
+        if ns.dm:
+            up_to["dm:" + "+".join(sorted((agent, ns.dm)))] = ns.up_to if ns.up_to is not None else 2**62
+        if ns.all:
+            up_to[f"inbox:{agent}"] = 2**62
+        if not up_to and not ns.items:
+            raise AgentnetError("INVALID_ARGUMENT", "give item numbers, --group, --dm or --all", "NOTHING_TO_MARK")
+        r = await c.mark_read(up_to, list(ns.items), agent)
+        emit(ns, r, lambda: print(f"{r.unread_total} unread left"))
+    return 0
+
+
+async def cmd_receipts(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        r = await c.receipts(ns.seq, group_id=ns.group or "", peer_id=ns.dm or "", agent_id=acting(ns))
+
+        def human() -> None:
+            for x in r.receipts:
+                state = "read" if x.read else "delivered" if x.delivered else "persisted"
+                print(f"{x.agent_id:<24} {state}")
+
+        emit(ns, r, human)
+    return 0
+
+
+def fmt_task(t: Any, history: bool = False) -> str:
+    due = f" due {_time(t.due_time)}" if t.HasField("due_time") else ""
+    lines = [
+        f"{t.id} [{_status(t.status)}] {t.title}  ({t.creator} → {t.assignee}, v{t.version}"
+        f"{', #' + t.group_id if t.group_id else ''}{due})"
+    ]
+    if t.result:
+        lines.append(f"    result: {t.result}")
+    if history:
+        for h in t.history:
+            change = f"{_status(h.from_status) if h.from_status else 'new'} → {_status(h.to_status)}"
+            if h.from_assignee != h.to_assignee and h.from_assignee:
+                change += f", {h.from_assignee} → {h.to_assignee}"
+            lines.append(f"    v{h.version} {_time(h.time)} {h.actor}: {change}" + (f" — {h.note}" if h.note else ""))
+    return "\n".join(lines)
+
+
+async def cmd_task(ns: argparse.Namespace) -> int:
+    async with make_client(ns) as c:
+        agent = acting(ns)
+        action = ns.task_cmd
+        if action == "create":
+            from agentnet.v1 import resources_pb2
+
+            due = dt.datetime.fromisoformat(ns.due) if ns.due else None
+            if due is not None and due.tzinfo is None:
+                raise AgentnetError("INVALID_ARGUMENT", "--due needs a time zone, e.g. +08:00 or Z", "BAD_DUE")
+            t = await c.create_task(
+                ns.title,
+                ns.assignee,
+                description=ns.description,
+                group_id=ns.group or "",
+                priority=resources_pb2.TaskPriority.Value("TASK_PRIORITY_" + ns.priority.upper()),
+                due_time=due,
+                agent_id=agent,
+                client_task_id=ns.id or "",
+            )
+            emit(ns, t, lambda: print(fmt_task(t)))
+        elif action == "list":
+            assignee = ns.assignee or ((await c.acting_agent(agent)) if ns.mine else "")
+            tasks = await c.list_tasks(
+                assignee=assignee,
+                creator=ns.creator or "",
+                status=_status_value(ns.status) if ns.status else 0,
+                group_id=ns.group or "",
+                agent_id=agent,
+            )
+            emit(ns, tasks, lambda: print("\n".join(fmt_task(t) for t in tasks)) if tasks else None)
+        elif action == "show":
+            t = await c.get_task(ns.task_id, agent)
+            emit(ns, t, lambda: print(fmt_task(t, history=True)))
+        else:
+            status = _status_value(ACTION_STATUS[action]) if action in ACTION_STATUS else 0
+            t = await c.update_task(
+                ns.task_id,
+                status=status,
+                assignee=getattr(ns, "assignee", "") or "",
+                note=ns.note,
+                result=ns.result or "",
+                expected_version=ns.version,
+                agent_id=agent,
+            )
+            emit(ns, t, lambda: print(fmt_task(t)))
     return 0
 
 
@@ -376,6 +534,52 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="exit when no event arrives for this many seconds")
     p.add_argument("--skip", action="append", default=[], help="event kinds not to print (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="do not keep a local cache")
+
+
+    p = add("inbox", cmd_inbox, "show the inbox: mentions, direct messages and tasks, newest first")
+    p.add_argument("--unread", action="store_true", help="only unread items")
+    p.add_argument("--kind", choices=sorted(KINDS), help="only items of this kind")
+    p.add_argument("--limit", type=_positive_int, default=50)
+
+    p = add("read", cmd_read, "mark inbox items or conversations read (all devices of the agent see it)")
+    p.add_argument("items", nargs="*", type=_positive_int, help="inbox item numbers (the # column of `inbox`)")
+    p.add_argument("--group", help="mark a group read (up to --up-to, default everything)")
+    p.add_argument("--dm", help="mark the direct messages with this agent read")
+    p.add_argument("--up-to", type=_nonneg_int, help="last seq to mark read")
+    p.add_argument("--all", action="store_true", help="mark the whole inbox read")
+
+    p = add("receipts", cmd_receipts, "delivered/read state of one of your messages per recipient")
+    p.add_argument("seq", type=_positive_int)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--group")
+    g.add_argument("--dm")
+
+    p = add("task", cmd_task, "create, list, show and move tasks")
+    tsub = p.add_subparsers(dest="task_cmd", required=True, metavar="action")
+    t = tsub.add_parser("create", help="create a task for an agent")
+    t.add_argument("title")
+    t.add_argument("--assignee", required=True)
+    t.add_argument("--group", help="the task's group: its members see every change")
+    t.add_argument("--description", default="")
+    t.add_argument("--priority", choices=["low", "normal", "high", "urgent"], default="normal")
+    t.add_argument("--due", help="due time, ISO 8601 (e.g. 2026-12-01T18:00:00+08:00)")
+    t.add_argument("--id", help="client_task_id (retrying with the same id never creates twice)")
+    t = tsub.add_parser("list", help="list tasks you can see")
+    t.add_argument("--assignee")
+    t.add_argument("--creator")
+    t.add_argument("--status", choices=STATUSES)
+    t.add_argument("--group")
+    t.add_argument("--mine", action="store_true", help="only tasks assigned to you")
+    t = tsub.add_parser("show", help="show a task with its history")
+    t.add_argument("task_id")
+    for action, helptext in ACTIONS.items():
+        t = tsub.add_parser(action, help=helptext)
+        t.add_argument("task_id")
+        if action == "reassign":
+            t.add_argument("assignee")
+        t.add_argument("--note", default="")
+        t.add_argument("--result", help="result text (assignee)")
+        t.add_argument("--version", type=_nonneg_int, default=0, help="apply only at this version (else ABORTED)")
 
     return ap
 

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
 from google.protobuf import struct_pb2
+
+from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
 
 from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
@@ -384,9 +385,157 @@ class Client:
                 break
         return out
 
+    # -- inbox, receipts and tasks -------------------------------------------------------------
+
+    async def inbox(
+        self, agent_id: str = "", unread_only: bool = False, kind: int = 0, limit: int = 50
+    ) -> service_pb2.GetInboxResponse:
+        """Inbox items newest first (up to `limit`) with unread counts."""
+        agent = await self.acting_agent(agent_id)
+        first: service_pb2.GetInboxResponse | None = None
+        token = ""
+        while True:
+            resp = await self._rpc(
+                self._stub().GetInbox,
+                service_pb2.GetInboxRequest(
+                    agent_id=agent,
+                    unread_only=unread_only,
+                    kind=_enum(kind),
+                    page_size=min(500, limit),
+                    page_token=token,
+                ),
+                idempotent=True,
+            )
+            if first is None:
+                first = resp
+            else:
+                first.items.extend(resp.items)
+            token = resp.next_page_token
+            if not token or len(first.items) >= limit:
+                del first.items[limit:]
+                first.next_page_token = token
+                return first
+
+    async def mark_read(
+        self, up_to: dict[str, int] | None = None, item_seqs: list[int] | None = None, agent_id: str = ""
+    ) -> service_pb2.MarkReadResponse:
+        """Mark everything up to a seq per conversation, and/or single inbox items, as read."""
+        agent = await self.acting_agent(agent_id)
+        return await self._rpc(
+            self._stub().MarkRead,
+            service_pb2.MarkReadRequest(
+                agent_id=agent,
+                up_to=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in (up_to or {}).items()],
+                item_seqs=item_seqs or [],
+            ),
+            idempotent=True,
+        )
+
+    async def receipts(
+        self, seq: int, *, group_id: str = "", peer_id: str = "", agent_id: str = ""
+    ) -> service_pb2.GetReceiptsResponse:
+        return await self._rpc(
+            self._stub().GetReceipts,
+            service_pb2.GetReceiptsRequest(group_id=group_id, peer_id=peer_id, seq=seq, agent_id=agent_id),
+            idempotent=True,
+        )
+
+    async def create_task(
+        self,
+        title: str,
+        assignee: str,
+        *,
+        description: str = "",
+        group_id: str = "",
+        priority: int = 0,
+        due_time: Any = None,
+        agent_id: str = "",
+        client_task_id: str = "",
+    ) -> resources_pb2.Task:
+        task = resources_pb2.Task(
+            title=title, assignee=assignee, description=description, group_id=group_id, priority=_enum(priority)
+        )
+        if due_time is not None:
+            task.due_time.FromDatetime(due_time)
+        return await self._rpc(
+            self._stub().CreateTask,
+            service_pb2.CreateTaskRequest(
+                task=task, agent_id=agent_id, client_task_id=client_task_id or uuid.uuid4().hex
+            ),
+            idempotent=True,
+        )
+
+    async def list_tasks(
+        self,
+        *,
+        assignee: str = "",
+        creator: str = "",
+        status: int = 0,
+        group_id: str = "",
+        agent_id: str = "",
+        limit: int = 1000,
+    ) -> list[resources_pb2.Task]:
+        out: list[resources_pb2.Task] = []
+        token = ""
+        while len(out) < limit:
+            resp = await self._rpc(
+                self._stub().ListTasks,
+                service_pb2.ListTasksRequest(
+                    assignee=assignee,
+                    creator=creator,
+                    status=_enum(status),
+                    group_id=group_id,
+                    agent_id=agent_id,
+                    page_size=min(1000, limit - len(out)),
+                    page_token=token,
+                ),
+                idempotent=True,
+            )
+            out.extend(resp.tasks)
+            token = resp.next_page_token
+            if not token:
+                break
+        return out
+
+    async def get_task(self, task_id: str, agent_id: str = "") -> resources_pb2.Task:
+        return await self._rpc(
+            self._stub().GetTask, service_pb2.GetTaskRequest(task_id=task_id, agent_id=agent_id), idempotent=True
+        )
+
+    async def update_task(
+        self,
+        task_id: str,
+        *,
+        status: int = 0,
+        assignee: str = "",
+        note: str = "",
+        result: str = "",
+        expected_version: int = 0,
+        agent_id: str = "",
+    ) -> resources_pb2.Task:
+        """Change a task (status names: resources_pb2.TaskStatus.Value("TASK_STATUS_DONE"))."""
+        return await self._rpc(
+            self._stub().UpdateTask,
+            service_pb2.UpdateTaskRequest(
+                task_id=task_id,
+                status=_enum(status),
+                assignee=assignee,
+                note=note,
+                result=result,
+                expected_version=expected_version,
+                agent_id=agent_id,
+            ),
+            idempotent=False,
+        )
+
     async def get_device(self, device_id: str, fingerprint: str = "") -> resources_pb2.Device:
         return await self._rpc(
             self._stub().GetDevice,
             service_pb2.GetDeviceRequest(device_id=device_id, fingerprint=fingerprint),
             idempotent=True,
         )
+
+
+def _enum(value: int) -> Any:
+    """Enum fields take plain ints at run time; the generated stubs want the enum type."""
+    return value

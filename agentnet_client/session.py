@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 
 from .cache import Cache
@@ -281,6 +282,44 @@ class SessionClient:
     async def leave(self, group_id: str) -> None:
         await self.request(events_pb2.ClientEvent(leave_group=events_pb2.LeaveGroup(group_id=group_id)))
 
+    async def mark_read(
+        self, up_to: dict[str, int] | None = None, item_seqs: list[int] | None = None
+    ) -> events_pb2.ReadMarkers:
+        """Move read markers over the stream (they apply to the agent on all its devices)."""
+        reply = await self.request(
+            events_pb2.ClientEvent(
+                mark_read=events_pb2.MarkRead(
+                    up_to=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in (up_to or {}).items()],
+                    item_seqs=item_seqs or [],
+                )
+            )
+        )
+        return reply.read_markers
+
+    async def update_task(
+        self,
+        task_id: str,
+        *,
+        status: int = 0,
+        assignee: str = "",
+        note: str = "",
+        result: str = "",
+        expected_version: int = 0,
+    ) -> resources_pb2.Task:
+        reply = await self.request(
+            events_pb2.ClientEvent(
+                update_task=events_pb2.UpdateTaskEvent(
+                    task_id=task_id,
+                    status=_enum(status),
+                    assignee=assignee,
+                    note=note,
+                    result=result,
+                    expected_version=expected_version,
+                )
+            )
+        )
+        return reply.task_result.task
+
     # -- transport ----------------------------------------------------------------------------
 
     async def _write(self, event: events_pb2.ClientEvent) -> None:
@@ -541,3 +580,8 @@ class _CallStatus:
 
     def trailing_metadata(self) -> Any:
         return self._trailing
+
+
+def _enum(value: int) -> Any:
+    """Enum fields take plain ints at run time; the generated stubs want the enum type."""
+    return value

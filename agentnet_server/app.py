@@ -8,19 +8,22 @@ import logging
 from typing import Any
 
 import grpc
-from agentnet.v1 import service_pb2
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agentnet.v1 import events_pb2, service_pb2
+
 from . import auth, pki
 from .config import Settings
+from .domain.inbox import Inbox, ReadResult
 from .domain.network import Network
+from .domain.tasks import Tasks
 from .hub import Hub, PresenceChange
 from .rpc import convert
 from .rpc.servicer import AgentNetServicer
-from .rpc.session import SessionService, parse_client_event, passthrough
+from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
 from .store.db import Database
 
 log = logging.getLogger("agentnet.server")
@@ -122,8 +125,12 @@ class App:
         await rev.refresh()
         self.tasks.append(asyncio.create_task(rev.poll(s.revocation_poll), name="agentnet-revocations"))
 
+        self.inbox = Inbox(net)
+        self.tasks_domain = Tasks(net)
         self.sessions = SessionService(s, net, hub)
-        self.servicer = AgentNetServicer(net, hub)
+        self.sessions.inbox, self.sessions.tasks = self.inbox, self.tasks_domain
+        self.inbox.on_read = self._on_read
+        self.servicer = AgentNetServicer(net, hub, self.inbox, self.tasks_domain)
         self._extend()
 
         self.server = server = grpc.aio.server(interceptors=[auth.AuthInterceptor(rev)], options=server_options(s))
@@ -156,6 +163,11 @@ class App:
 
     async def _start_http(self) -> int | None:
         return None
+
+    def _on_read(self, agent_id: str, result: ReadResult) -> None:
+        """Read markers apply to the agent: tell all its sessions (its other devices too)."""
+        data = events_pb2.ServerEvent(read_markers=read_markers_event(result)).SerializeToString()
+        self.hub.send_control((agent_id,), data)
 
     def _broadcast_presence(self, changes: list[PresenceChange]) -> None:
         names = {a.id: a.display_name for a in self.net.agents.values()}

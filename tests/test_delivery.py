@@ -9,8 +9,8 @@ import pathlib
 
 import grpc
 import pytest
-from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 
+from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 from agentnet_client import AgentnetError, State
 from agentnet_client.device import load_device, secure_channel
 from tests.conftest import Clients, ServerProc, collect, until

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from agentnet.v1 import events_pb2, resources_pb2
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from agentnet.v1 import events_pb2, resources_pb2
 
 from ..errors import InvalidArgument
 from ..hub import FEED, MESSAGE, Envelope, PresenceChange

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
+
 from agentnet.v1 import resources_pb2, service_pb2
 
 from ..auth import current_peer
+from ..domain.inbox import Inbox
 from ..domain.network import Network, SignedFields, Target
+from ..domain.tasks import Tasks, TaskSigned
 from ..errors import InvalidArgument, NotFound
 from ..hub import Hub
 from ..records import dm_conv, group_conv
@@ -21,9 +24,11 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 class AgentNetServicer:
     """agentnet.v1.AgentNet unary methods. The Session stream lives in session.py."""
 
-    def __init__(self, net: Network, hub: Hub) -> None:
+    def __init__(self, net: Network, hub: Hub, inbox: Inbox, tasks: Tasks) -> None:
         self.net = net
         self.hub = hub
+        self.inbox = inbox
+        self.tasks = tasks
 
     def _agent_pb(self, agent_id: str) -> resources_pb2.Agent:
         return convert.agent(self.net.agent(agent_id), self.hub.online(agent_id))
@@ -137,6 +142,99 @@ class AgentNetServicer:
         agent, _ = self._acting(req.agent_id)
         conv = self.net.conversation_of(agent, Target(to_agent=req.peer_id))
         return await self._history(conv, agent, req)
+
+    # -- inbox and receipts -------------------------------------------------------------------
+
+    async def GetInbox(self, req: service_pb2.GetInboxRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        v = await self.inbox.view(agent, req.unread_only, req.kind, req.page_size, req.page_token)
+        return service_pb2.GetInboxResponse(
+            items=[convert.feed_item(i) for i in v.items],
+            next_page_token=v.next_token,
+            unread_total=v.unread_total,
+            unread_by_kind={resources_pb2.InboxItemKind.Name(k): n for k, n in v.unread_by_kind.items()},
+            conversations=[
+                service_pb2.ConversationUnread(
+                    conversation=c, unread_items=items, unread_messages=msgs, read_seq=read, last_seq=last
+                )
+                for c, items, msgs, read, last in v.conversations
+            ],
+        )
+
+    async def MarkRead(self, req: service_pb2.MarkReadRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        r = await self.inbox.mark_read(agent, [(c.conversation, c.seq) for c in req.up_to], list(req.item_seqs))
+        return service_pb2.MarkReadResponse(
+            markers=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in r.markers.items()],
+            unread_total=r.unread_total,
+        )
+
+    async def GetReceipts(self, req: service_pb2.GetReceiptsRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        conv = conversation_for(agent, req.group_id, req.peer_id)
+        msg, rows = await self.inbox.receipts(agent, conv, req.seq)
+        return service_pb2.GetReceiptsResponse(
+            message=convert.message(msg),
+            receipts=[
+                resources_pb2.Receipt(
+                    agent_id=r.agent_id,
+                    persisted=True,
+                    delivered=r.delivered,
+                    read=r.read,
+                    delivered_seq=r.delivered_seq,
+                    read_seq=r.read_seq,
+                )
+                for r in rows
+            ],
+        )
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def CreateTask(self, req: service_pb2.CreateTaskRequest, ctx: Ctx) -> Any:
+        agent, device = self._acting(req.agent_id)
+        t = req.task
+        c = await self.tasks.create(
+            agent,
+            device,
+            t.title,
+            t.description,
+            t.assignee,
+            t.group_id,
+            t.priority,
+            convert.us_of(t.due_time) or None,
+            req.client_task_id,
+            self._task_signed(req),
+        )
+        return convert.task(c.task)
+
+    async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        tasks, nxt = await self.tasks.list(
+            agent, req.assignee, req.creator, req.status, req.group_id, req.page_size, req.page_token
+        )
+        return service_pb2.ListTasksResponse(tasks=[convert.task(t) for t in tasks], next_page_token=nxt)
+
+    async def GetTask(self, req: service_pb2.GetTaskRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        return convert.task(await self.tasks.get(agent, req.task_id))
+
+    async def UpdateTask(self, req: service_pb2.UpdateTaskRequest, ctx: Ctx) -> Any:
+        agent, device = self._acting(req.agent_id)
+        c = await self.tasks.update(
+            agent,
+            device,
+            req.task_id,
+            req.status,
+            req.assignee,
+            req.note,
+            req.result if req.result else None,
+            req.expected_version,
+            self._task_signed(req),
+        )
+        return convert.task(c.task)
+
+    def _task_signed(self, req: Any) -> TaskSigned:
+        return TaskSigned(req.signature, current_peer.get().fingerprint if req.signature else "")
 
     # -- devices ------------------------------------------------------------------------------
 

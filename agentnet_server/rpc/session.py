@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from agentnet.v1 import events_pb2, resources_pb2
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
+from agentnet.v1 import events_pb2, resources_pb2
+
 from ..auth import Peer, current_peer
 from ..config import Settings
+from ..domain.inbox import Inbox, ReadResult
 from ..domain.network import Network, SignedFields, Target
+from ..domain.tasks import Tasks, TaskSigned
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from ..hub import Envelope, Hub, Session
 from ..records import DM_PREFIX, INBOX_PREFIX, SendResult, inbox_conv, now_us
@@ -69,7 +72,12 @@ class SessionService:
             "leave_group": Conn.on_leave,
             "message": Conn.on_message,
             "ack": Conn.on_ack,
+            "mark_read": Conn.on_mark_read,
+            "create_task": Conn.on_create_task,
+            "update_task": Conn.on_update_task,
         }
+        self.inbox: Inbox | None = None
+        self.tasks: Tasks | None = None
         self.limiter: Any = None  # per-device event limiter (set by the app)
 
     async def handle(
@@ -513,6 +521,57 @@ class Conn:
                 self._ack_pending[c.conversation] = c.seq
         self._flush_acks()
 
+    async def on_mark_read(self, ev: events_pb2.ClientEvent) -> None:
+        assert self.svc.inbox is not None
+        m = ev.mark_read
+        r = await self.svc.inbox.mark_read(
+            self.s.agent_id, [(c.conversation, c.seq) for c in m.up_to], list(m.item_seqs)
+        )
+        self.reply(events_pb2.ServerEvent(request_id=ev.request_id, read_markers=read_markers_event(r)))
+
+    async def on_create_task(self, ev: events_pb2.ClientEvent) -> None:
+        assert self.svc.tasks is not None
+        c, t = ev.create_task, ev.create_task.task
+        signed = TaskSigned(c.signature, self.peer.fingerprint if c.signature else "")
+        commit = await self.svc.tasks.create(
+            self.s.agent_id,
+            self.peer.device_id,
+            t.title,
+            t.description,
+            t.assignee,
+            t.group_id,
+            t.priority,
+            convert.us_of(t.due_time) or None,
+            c.client_task_id,
+            signed,
+        )
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=convert.task(commit.task))
+            )
+        )
+
+    async def on_update_task(self, ev: events_pb2.ClientEvent) -> None:
+        assert self.svc.tasks is not None
+        u = ev.update_task
+        signed = TaskSigned(u.signature, self.peer.fingerprint if u.signature else "")
+        commit = await self.svc.tasks.update(
+            self.s.agent_id,
+            self.peer.device_id,
+            u.task_id,
+            u.status,
+            u.assignee,
+            u.note,
+            u.result if u.result else None,
+            u.expected_version,
+            signed,
+        )
+        self.reply(
+            events_pb2.ServerEvent(
+                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=convert.task(commit.task))
+            )
+        )
+
     def _flush_acks(self) -> None:
         """One ack write in flight per stream; later acks merge into the next write."""
         if self._ack_writing or not self._ack_pending:
@@ -531,3 +590,11 @@ class Conn:
             self._flush_acks()
 
         fut.add_done_callback(done)
+
+
+def read_markers_event(r: ReadResult) -> events_pb2.ReadMarkers:
+    return events_pb2.ReadMarkers(
+        markers=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in r.markers.items()],
+        item_seqs=r.items,
+        unread_total=r.unread_total,
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import grpc
-from agentnet.v1 import events_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+
+from agentnet.v1 import events_pb2
 
 from ..errors import AgentnetError
 

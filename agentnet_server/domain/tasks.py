@@ -1,0 +1,237 @@
+"""Task rules: the state machine, who may do what, and the task use cases.
+
+| from \\ to   | accepted | in_progress | blocked | done | failed | rejected | cancelled |
+| ----------- | -------- | ----------- | ------- | ---- | ------ | -------- | --------- |
+| pending     | A        | A           |         |      |        | A        | C         |
+| accepted    |          | A           | A       |      | A      | A        | C         |
+| in_progress |          |             | A       | A    | A      |          | C         |
+| blocked     |          | A           |         |      | A      |          | C         |
+
+A = the assignee, C = the creator. done, failed, rejected and cancelled are terminal. The creator
+may also reassign a task that is not terminal (it goes back to pending for the new assignee);
+either of them may add a note, and the assignee may update the result, without changing status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ..hub import FEED, Envelope
+from ..records import TERMINAL, FeedRec, TaskRec, TaskStatus, inbox_conv
+from ..store import tasks as store
+from ..store.tasks import TaskCommit
+from . import validate
+from .network import Network
+
+S = TaskStatus
+ASSIGNEE, CREATOR = "assignee", "creator"
+
+TRANSITIONS: dict[TaskStatus, dict[TaskStatus, str]] = {
+    S.PENDING: {S.ACCEPTED: ASSIGNEE, S.IN_PROGRESS: ASSIGNEE, S.REJECTED: ASSIGNEE, S.CANCELLED: CREATOR},
+    S.ACCEPTED: {
+        S.IN_PROGRESS: ASSIGNEE,
+        S.BLOCKED: ASSIGNEE,
+        S.FAILED: ASSIGNEE,
+        S.REJECTED: ASSIGNEE,
+        S.CANCELLED: CREATOR,
+    },
+    S.IN_PROGRESS: {S.BLOCKED: ASSIGNEE, S.DONE: ASSIGNEE, S.FAILED: ASSIGNEE, S.CANCELLED: CREATOR},
+    S.BLOCKED: {S.IN_PROGRESS: ASSIGNEE, S.FAILED: ASSIGNEE, S.CANCELLED: CREATOR},
+}
+MAX_TITLE = 200
+MAX_TEXT = 16 * 1024
+
+
+def name(status: int) -> str:
+    return S(status).name.lower() if status else "unspecified"
+
+
+def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_set: bool) -> None:
+    """Raise unless `actor` may make this change to `task` now (runs inside the store transaction)."""
+    involved = actor in (task.assignee, task.creator)
+    if not involved:
+        raise PermissionDenied(
+            f"only the assignee ({task.assignee}) or the creator ({task.creator}) may change task {task.id}",
+            reason="NOT_INVOLVED",
+        )
+    if task.status in TERMINAL:
+        raise FailedPrecondition(
+            f"task {task.id} is {name(task.status)}; terminal states are final",
+            reason="TASK_TERMINAL",
+            metadata={"status": name(task.status)},
+        )
+    if assignee and assignee != task.assignee and actor != task.creator:
+        raise PermissionDenied(f"only the creator ({task.creator}) may reassign task {task.id}", reason="NOT_CREATOR")
+    if result_set and actor != task.assignee:
+        raise PermissionDenied(
+            f"only the assignee ({task.assignee}) may set the result of task {task.id}", reason="NOT_ASSIGNEE"
+        )
+    if status and status != task.status:
+        target = S(status)
+        allowed = TRANSITIONS.get(task.status, {})
+        who = allowed.get(target)
+        if who is None:
+            raise FailedPrecondition(
+                f"task {task.id} cannot go from {name(task.status)} to {name(target)}; allowed: "
+                + (", ".join(f"{name(s)} ({w})" for s, w in allowed.items()) or "nothing"),
+                reason="INVALID_TRANSITION",
+                metadata={"from": name(task.status), "to": name(target)},
+            )
+        if who == ASSIGNEE and actor != task.assignee:
+            raise PermissionDenied(
+                f"only the assignee ({task.assignee}) may move task {task.id} to {name(target)}", reason="NOT_ASSIGNEE"
+            )
+        if who == CREATOR and actor != task.creator:
+            raise PermissionDenied(
+                f"only the creator ({task.creator}) may move task {task.id} to {name(target)}", reason="NOT_CREATOR"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSigned:
+    signature: bytes = b""
+    signer_fp: str = ""
+
+
+class Tasks:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        net.task_refs = self.refs
+
+    async def refs(self, items: list[FeedRec]) -> dict[Any, Any]:
+        keys = sorted({(it.task_id, it.task_version) for it in items if it.task_id})
+        found = await self.net.db.read(store.task_changes, keys)
+        return {("task", tid, v): ref for (tid, v), ref in found.items()}
+
+    def _publish(self, c: TaskCommit) -> None:
+        for item in c.feed:
+            self.net.hub.publish(
+                Envelope(FEED, inbox_conv(item.agent), item.seq, (item, (c.task, c.change))), (item.agent,)
+            )
+
+    async def create(
+        self,
+        creator: str,
+        device: str,
+        title: str,
+        description: str,
+        assignee: str,
+        group_id: str,
+        priority: int,
+        due_time: int | None,
+        client_task_id: str = "",
+        signed: TaskSigned = TaskSigned(),
+    ) -> TaskCommit:
+        title = validate.check_text("title", title.strip(), MAX_TITLE, required=True)
+        validate.check_text("description", description, MAX_TEXT, single_line=False)
+        validate.check_id("assignee", assignee)
+        if group_id:
+            validate.check_id("group_id", group_id)
+        if priority < 0 or priority > 4:
+            raise InvalidArgument(f"priority {priority} is not a TaskPriority", reason="BAD_PRIORITY")
+        cid = validate.client_id("client_task_id", client_task_id or f"srv-{uuid.uuid4().hex}")
+        digest = validate.digest(title, description, assignee, group_id, str(priority or 2), str(due_time or 0))
+        return await self.net.db.write(
+            store.create_task,
+            creator,
+            device,
+            cid,
+            digest,
+            title,
+            description,
+            assignee,
+            group_id,
+            priority or 2,
+            due_time,
+            signed.signature,
+            signed.signer_fp,
+            on_commit=self._publish,
+        )
+
+    async def update(
+        self,
+        actor: str,
+        device: str,
+        task_id: str,
+        status: int,
+        assignee: str,
+        note: str,
+        result: str | None,
+        expected_version: int,
+        signed: TaskSigned = TaskSigned(),
+    ) -> TaskCommit:
+        self._check_task_id(task_id)
+        if status and status not in S._value2member_map_:
+            raise InvalidArgument(f"status {status} is not a TaskStatus", reason="BAD_STATUS")
+        if assignee:
+            validate.check_id("assignee", assignee)
+        validate.check_text("note", note, MAX_TEXT, single_line=False)
+        if result is not None:
+            validate.check_text("result", result, MAX_TEXT, single_line=False)
+        if expected_version < 0:
+            raise InvalidArgument("expected_version must not be negative", reason="BAD_VERSION")
+        if not status and not assignee and not note and result is None:
+            raise InvalidArgument(
+                "nothing to change: give a status, an assignee, a note or a result", reason="EMPTY_UPDATE"
+            )
+        return await self.net.db.write(
+            store.update_task,
+            actor,
+            device,
+            task_id,
+            status,
+            assignee,
+            note,
+            result,
+            expected_version,
+            check_change,
+            signed.signature,
+            signed.signer_fp,
+            on_commit=self._publish,
+        )
+
+    def _check_task_id(self, task_id: str) -> None:
+        if not (task_id.startswith("t-") and len(task_id) == 18 and all(c in "0123456789abcdef" for c in task_id[2:])):
+            raise InvalidArgument(
+                f"task id {task_id[:40]!r} is not valid (expected t- and 16 hex digits)", reason="BAD_TASK_ID"
+            )
+
+    def _may_see(self, viewer: str, t: TaskRec) -> None:
+        if viewer in (t.creator, t.assignee) or (t.group_id and self.net.is_member(viewer, t.group_id)):
+            return
+        raise PermissionDenied(f"task {t.id} is not visible to {viewer!r}", reason="NOT_VISIBLE")
+
+    async def get(self, viewer: str, task_id: str) -> TaskRec:
+        self._check_task_id(task_id)
+        t = await self.net.db.read(store.task_get, task_id, True)
+        if t is None:
+            raise NotFound(f"task {task_id!r} does not exist", reason="TASK_NOT_FOUND")
+        self._may_see(viewer, t)
+        return t
+
+    async def list(
+        self, viewer: str, assignee: str, creator: str, status: int, group_id: str, page_size: int, token: str
+    ) -> tuple[list[TaskRec], str]:
+        for what, value in (("assignee", assignee), ("creator", creator), ("group_id", group_id)):
+            if value:
+                validate.check_id(what, value)
+        if status and status not in S._value2member_map_:
+            raise InvalidArgument(f"status {status} is not a TaskStatus", reason="BAD_STATUS")
+        size = validate.page_size(page_size)
+        mark = validate.decode_token("tasks", token)
+        before = None
+        if mark is not None:
+            if not (isinstance(mark, list) and len(mark) == 2):
+                raise InvalidArgument("page_token is not valid", reason="BAD_PAGE_TOKEN")
+            before = (int(mark[0]), str(mark[1]))
+        groups = sorted(self.net.agent_groups.get(viewer, ()))
+        rows = await self.net.db.read(
+            store.tasks_page, viewer, groups, assignee, creator, status, group_id, before, size + 1
+        )
+        nxt = (
+            validate.encode_token("tasks", [rows[size - 1].update_time, rows[size - 1].id]) if len(rows) > size else ""
+        )
+        return rows[:size], nxt
