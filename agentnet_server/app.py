@@ -162,7 +162,16 @@ class App:
         """Hook for features that add event kinds or RPCs (inbox, tasks, security)."""
 
     async def _start_http(self) -> int | None:
-        return None
+        """The REST shim (HTTPS + device certificates) on settings.http_addr; "" or "off" disables it."""
+        addr = self.settings.http_addr.strip()
+        if not addr or addr.lower() == "off":
+            return None
+        from .gateway import Gateway
+
+        gateway = Gateway(self)
+        port = await gateway.start(addr)
+        self.http = gateway
+        return port
 
     def _on_read(self, agent_id: str, result: ReadResult) -> None:
         """Read markers apply to the agent: tell all its sessions (its other devices too)."""
