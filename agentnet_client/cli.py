@@ -20,6 +20,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message as PbMessage
 
+from .bench import add_arguments as add_bench_arguments
+from .bench import cmd_bench
 from .client import Client
 from .device import DeviceError
 from .errors import AgentnetError
@@ -534,6 +536,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="exit when no event arrives for this many seconds")
     p.add_argument("--skip", action="append", default=[], help="event kinds not to print (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="do not keep a local cache")
+
+    p = add("bench", cmd_bench, "benchmark a throwaway local server against the raw gRPC ceiling (see docs/performance.md)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the report as JSON")
+    add_bench_arguments(p)
 
 
     p = add("inbox", cmd_inbox, "show the inbox: mentions, direct messages and tasks, newest first")

@@ -83,6 +83,9 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         overrides["send_burst"] = ns.send_burst
     if ns.sqlite_synchronous is not None:
         overrides["sqlite_synchronous"] = ns.sqlite_synchronous
+    for name in ("events_per_second", "max_agents_per_device", "max_sessions_per_device"):
+        if getattr(ns, name, None) is not None:
+            overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
     _log_setup(settings.log_level)
     try:
@@ -282,6 +285,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentnet-server", description="agentnet server and certificate authority")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -296,6 +309,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sends-per-second", type=_nonneg_float, help="send rate limit per device (0 = off)")
     p.add_argument("--send-burst", type=_positive_int, help="send burst per device")
     p.add_argument("--sqlite-synchronous", choices=["OFF", "NORMAL", "FULL", "EXTRA"], help="SQLite durability")
+    p.add_argument("--events-per-second", type=_nonneg_float, help="stream event rate limit per device (0 = off)")
+    p.add_argument("--max-agents-per-device", type=_nonneg_int, help="agents one device may act as (0 = no limit)")
+    p.add_argument("--max-sessions-per-device", type=_nonneg_int, help="live sessions per device (0 = no limit)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--ready-file", help="write the bound addresses as JSON here once serving")
     p.set_defaults(fn=cmd_serve)
