@@ -18,6 +18,7 @@ from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
 from .errors import AgentnetError
 from .session import AgentProfile, Backoff, SessionClient, State
+from .signing import Signer, Verification, Verifier
 
 T = TypeVar("T")
 
@@ -57,6 +58,8 @@ class Client:
         backoff: Backoff | None = None,
         event_queue: int = 10_000,
         sign: bool = True,
+        verify: bool = True,
+        reject_invalid: bool = False,
     ) -> None:
         self.server, folder = settings_from_env(server, device_dir)
         self.device: Device = load_device(folder)
@@ -67,6 +70,9 @@ class Client:
         self._backoff = backoff
         self._event_queue = event_queue
         self._sign = sign
+        self._verify = verify
+        self._reject_invalid = reject_invalid
+        self.verifier = Verifier(self.device.ca_pem, self.get_device) if verify else None
         self.cache: Cache | None = None
         self.session: SessionClient | None = None
         self._channel: grpc.aio.Channel | None = None
@@ -96,11 +102,6 @@ class Client:
         if path is not None:
             self.cache = Cache(path)
         if self.agent is not None and connect:
-            signer = None
-            if self._sign:
-                from .signing import Signer
-
-                signer = Signer(self.device).sign_send
             self.session = SessionClient(
                 self.server,
                 self.device,
@@ -109,7 +110,10 @@ class Client:
                 server_name=self.server_name,
                 backoff=self._backoff,
                 event_queue=self._event_queue,
-                signer=signer,
+                signer=Signer(self.device).sign_send if self._sign else None,
+                task_signer=Signer(self.device).sign_task_update if self._sign else None,
+                verifier=self.verifier,
+                reject_invalid=self._reject_invalid,
             )
             self.session.start()
 
@@ -325,8 +329,6 @@ class Client:
     ) -> tuple[bytes, Any]:
         if not self._sign:
             return b"", None
-        from .signing import Signer
-
         sender = await self.acting_agent(agent_id)
         sm = events_pb2.SendMessage(client_msg_id=cid, content=content, mentions=mentions)
         if group_id:
@@ -457,13 +459,14 @@ class Client:
         )
         if due_time is not None:
             task.due_time.FromDatetime(due_time)
-        return await self._rpc(
-            self._stub().CreateTask,
-            service_pb2.CreateTaskRequest(
-                task=task, agent_id=agent_id, client_task_id=client_task_id or uuid.uuid4().hex
-            ),
-            idempotent=True,
-        )
+        cid = client_task_id or uuid.uuid4().hex
+        req = service_pb2.CreateTaskRequest(task=task, agent_id=agent_id, client_task_id=cid)
+        if self._sign:
+            req.signature, sign_time = Signer(self.device).sign_task_create(
+                await self.acting_agent(agent_id), cid, task
+            )
+            req.sign_time.FromMicroseconds(sign_time)
+        return await self._rpc(self._stub().CreateTask, req, idempotent=True)
 
     async def list_tasks(
         self,
@@ -514,19 +517,34 @@ class Client:
         agent_id: str = "",
     ) -> resources_pb2.Task:
         """Change a task (status names: resources_pb2.TaskStatus.Value("TASK_STATUS_DONE"))."""
-        return await self._rpc(
-            self._stub().UpdateTask,
-            service_pb2.UpdateTaskRequest(
-                task_id=task_id,
-                status=_enum(status),
-                assignee=assignee,
-                note=note,
-                result=result,
-                expected_version=expected_version,
-                agent_id=agent_id,
-            ),
-            idempotent=False,
+        req = service_pb2.UpdateTaskRequest(
+            task_id=task_id,
+            status=_enum(status),
+            assignee=assignee,
+            note=note,
+            result=result,
+            expected_version=expected_version,
+            agent_id=agent_id,
         )
+        if self._sign:
+            actor = await self.acting_agent(agent_id)
+            req.signature, sign_time = Signer(self.device).sign_task_update(
+                actor, task_id, status, assignee, note, result, expected_version
+            )
+            req.sign_time.FromMicroseconds(sign_time)
+        return await self._rpc(self._stub().UpdateTask, req, idempotent=False)
+
+    async def verify(self, message: resources_pb2.Message) -> Verification:
+        """Check a message's signature against its signer's certificate (fetched once, must chain to the CA)."""
+        if self.verifier is None:
+            self.verifier = Verifier(self.device.ca_pem, self.get_device)
+        return await self.verifier.check(message)
+
+    def verification(self, message: resources_pb2.Message) -> Verification | None:
+        """The check made when the live session received this message (None if not received live)."""
+        if self.session is None:
+            return None
+        return self.session.verification.get((message.conversation, message.seq))
 
     async def get_device(self, device_id: str, fingerprint: str = "") -> resources_pb2.Device:
         return await self._rpc(

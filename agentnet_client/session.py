@@ -9,6 +9,7 @@ client_msg_id), and notices a dead link by missing heartbeat answers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import enum
 import itertools
@@ -26,6 +27,7 @@ from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 from .cache import Cache
 from .device import Device, secure_channel
 from .errors import AgentnetError, ConnectionLost, NotConnected
+from .signing import Verification, Verifier
 
 log = logging.getLogger("agentnet.client")
 
@@ -105,6 +107,9 @@ class SessionClient:
         signer: Callable[[events_pb2.SendMessage, str], None] | None = None,
         ack_interval: float = 0.2,
         connect_timeout: float = 10.0,
+        verifier: Verifier | None = None,
+        reject_invalid: bool = False,
+        task_signer: Callable[..., tuple[bytes, int]] | None = None,
     ) -> None:
         self.server = server
         self.device = device
@@ -115,6 +120,12 @@ class SessionClient:
         self.signer = signer
         self.ack_interval = ack_interval
         self.connect_timeout = connect_timeout
+        self.verifier = verifier
+        self.task_signer = task_signer
+        self.reject_invalid = reject_invalid
+        # (conversation, seq) -> verification of received messages (most recent 100,000).
+        self.verification: collections.OrderedDict[tuple[str, int], Verification] = collections.OrderedDict()
+        self.rejected = 0
         self.state = State.IDLE
         self.error: AgentnetError | None = None
         self.heartbeat_interval = 10.0
@@ -306,18 +317,20 @@ class SessionClient:
         result: str = "",
         expected_version: int = 0,
     ) -> resources_pb2.Task:
-        reply = await self.request(
-            events_pb2.ClientEvent(
-                update_task=events_pb2.UpdateTaskEvent(
-                    task_id=task_id,
-                    status=_enum(status),
-                    assignee=assignee,
-                    note=note,
-                    result=result,
-                    expected_version=expected_version,
-                )
-            )
+        """Change a task over the stream (signed with the device key when this client signs)."""
+        ev = events_pb2.UpdateTaskEvent(
+            task_id=task_id,
+            status=_enum(status),
+            assignee=assignee,
+            note=note,
+            result=result,
+            expected_version=expected_version,
         )
+        if self.task_signer is not None:
+            sig, sign_time = self.task_signer(self.agent.id, task_id, status, assignee, note, result, expected_version)
+            ev.signature = sig
+            ev.sign_time.FromMicroseconds(sign_time)
+        reply = await self.request(events_pb2.ClientEvent(update_task=ev))
         return reply.task_result.task
 
     # -- transport ----------------------------------------------------------------------------
@@ -444,9 +457,12 @@ class SessionClient:
             self._conn_task.cancel()
 
     async def _heartbeats(self) -> None:
+        """A heartbeat every interval (the interval arrives with `registered`, so poll it)."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            if self.state in (State.CATCHING_UP, State.LIVE):
+            await asyncio.sleep(min(0.25, self.heartbeat_interval / 4))
+            if self.state in (State.CATCHING_UP, State.LIVE) and time.monotonic() - last >= self.heartbeat_interval:
+                last = time.monotonic()
                 try:
                     await self._write(events_pb2.ClientEvent(heartbeat=events_pb2.Heartbeat()))
                 except AgentnetError:
@@ -478,6 +494,11 @@ class SessionClient:
             await self._set_state(State.CATCHING_UP)
             await self._flush_outbox()
             return
+        if rid and rid in self._requests:
+            fut = self._requests.pop(rid)
+            if not fut.done():
+                fut.set_result(ev)
+            return
         if kind == "message_ack":
             self._on_send_result(rid, ev.message_ack, None)
             return
@@ -488,11 +509,6 @@ class SessionClient:
             if rid in self._send_waiters or rid in self._outbox:
                 self._on_send_result(rid, None, err)
                 return
-        if rid and rid in self._requests:
-            fut = self._requests.pop(rid)
-            if not fut.done():
-                fut.set_result(ev)
-            return
         if kind == "heartbeat_ack":
             return
         key = sequenced(ev, self.agent.id)
@@ -504,6 +520,22 @@ class SessionClient:
                 return
             if seq != last + 1 and last:
                 log.warning("gap in %s: had %d, got %d", conv, last, seq)
+            if self.verifier is not None and kind in ("message", "mention"):
+                msg = ev.message if kind == "message" else ev.mention.message
+                status = await self.verifier.check(msg)
+                self.verification[(msg.conversation, msg.seq)] = status
+                if len(self.verification) > 100_000:
+                    self.verification.popitem(last=False)
+                if status is Verification.INVALID:
+                    log.warning(
+                        "message %s #%d from %s fails its signature check", msg.conversation, msg.seq, msg.sender
+                    )
+                    if self.reject_invalid:
+                        self.rejected += 1
+                        self._cursors[conv] = seq
+                        self._acked[conv] = seq
+                        self._ack_dirty = True
+                        return
             self._cursors[conv] = seq
             if self.cache is not None:
                 self.cache.record(conv, seq, ev)

@@ -18,6 +18,7 @@ from agentnet.v1 import events_pb2, service_pb2
 from . import auth, pki
 from .config import Settings
 from .domain.inbox import Inbox, ReadResult
+from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
 from .hub import Hub, PresenceChange
@@ -131,6 +132,8 @@ class App:
         self.sessions.inbox, self.sessions.tasks = self.inbox, self.tasks_domain
         self.inbox.on_read = self._on_read
         self.servicer = AgentNetServicer(net, hub, self.inbox, self.tasks_domain)
+        self.limiter = Limiter(s.sends_per_second, s.send_burst, s.events_per_second, s.event_burst)
+        self.sessions.limiter = self.servicer.limiter = self.limiter
         self._extend()
 
         self.server = server = grpc.aio.server(interceptors=[auth.AuthInterceptor(rev)], options=server_options(s))

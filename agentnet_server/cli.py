@@ -83,7 +83,9 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         overrides["send_burst"] = ns.send_burst
     if ns.sqlite_synchronous is not None:
         overrides["sqlite_synchronous"] = ns.sqlite_synchronous
-    for name in ("events_per_second", "max_agents_per_device", "max_sessions_per_device"):
+    if ns.allow_unsigned:
+        overrides["require_signatures"] = False
+    for name in ("events_per_second", "event_burst", "max_agents_per_device", "max_sessions_per_device"):
         if getattr(ns, name, None) is not None:
             overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
@@ -310,6 +312,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--send-burst", type=_positive_int, help="send burst per device")
     p.add_argument("--sqlite-synchronous", choices=["OFF", "NORMAL", "FULL", "EXTRA"], help="SQLite durability")
     p.add_argument("--events-per-second", type=_nonneg_float, help="stream event rate limit per device (0 = off)")
+    p.add_argument("--event-burst", type=_positive_int, help="stream event burst per device")
+    p.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept messages and task changes without a device signature (recipients see them "
+        "as unsigned); weakens end-to-end authenticity, see SECURITY.md",
+    )
     p.add_argument("--max-agents-per-device", type=_nonneg_int, help="agents one device may act as (0 = no limit)")
     p.add_argument("--max-sessions-per-device", type=_nonneg_int, help="live sessions per device (0 = no limit)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

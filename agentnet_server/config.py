@@ -40,6 +40,8 @@ class Settings:
     max_sessions_per_device: int = 32
     max_groups_per_agent: int = 1000
     max_agents_per_device: int = 16
+    # Messages and task changes must carry a valid device signature (SECURITY.md).
+    require_signatures: bool = True
     # Store.
     sqlite_synchronous: str = "FULL"
     writer_batch: int = 512

@@ -13,6 +13,7 @@ import pytest
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 from agentnet_client import AgentnetError, State
 from agentnet_client.device import load_device, secure_channel
+from agentnet_client.signing import Signer
 from tests.conftest import Clients, ServerProc, collect, until
 from tests.proxy import FreezableProxy
 
@@ -186,6 +187,14 @@ async def test_slow_reader_does_not_slow_others_and_gets_everything(make_server)
         await slow.write(events_pb2.ClientEvent(request_id="j", join_group=events_pb2.JoinGroup(group_id="firehose")))
         while (await slow.read()).WhichOneof("event") != "group_joined":
             pass
+
+        # A slow reader is alive (it heartbeats) but does not read.
+        async def heartbeats() -> None:
+            while True:
+                await asyncio.sleep(0.3)
+                await slow.write(events_pb2.ClientEvent(heartbeat=events_pb2.Heartbeat()))
+
+        beating = asyncio.create_task(heartbeats())
         # The slow reader now stops reading. 600 x 16 KiB overflows its transport buffers and
         # its 16-event queue many times over.
         big = "x" * 16_000
@@ -204,6 +213,7 @@ async def test_slow_reader_does_not_slow_others_and_gets_everything(make_server)
                 seqs.append(ev.message.seq)
         assert seqs == list(range(1, n + 1))
         assert "fell behind; catching up from the store" in server.logs()
+        beating.cancel()
         slow.cancel()
         await channel.close()
     finally:
@@ -334,8 +344,16 @@ async def test_malformed_and_oversized_events_get_precise_errors(clients: Client
         )
     ) == ("INVALID_ARGUMENT", "ACK_AHEAD")
 
+    # Signatures are required: unsigned, forged or tampered sends are refused.
+    assert err(await send(msg(content="unsigned", client_msg_id="u1"))) == ("INVALID_ARGUMENT", "SIGNATURE_MISSING")
+    good = events_pb2.SendMessage(group_id="g", client_msg_id="fine", content="still alive")
+    Signer(dev).sign_send(good, "mal")
+    forged = events_pb2.SendMessage()
+    forged.CopyFrom(good)
+    forged.content = "still alive!"
+    assert err(await send(events_pb2.ClientEvent(message=forged))) == ("INVALID_ARGUMENT", "SIGNATURE_INVALID")
     # After all that the stream still works.
-    ok = await send(msg(content="still alive", client_msg_id="fine"))
+    ok = await send(events_pb2.ClientEvent(request_id="m", message=good))
     assert ok.WhichOneof("event") in ("message_ack", "message")
     call.cancel()
     await channel.close()

@@ -63,23 +63,42 @@ def test_grpcurl_drives_unary_calls_and_the_stream(server: ServerProc) -> None:
     assert json.loads(out.stdout)["agent"]["owner_device"] == "laoxing-vps"
     out = grpcurl(server, "laoxing-vps", "agentnet.v1.AgentNet/CreateGroup", data='{"group_id": "dev-team"}')
     assert out.returncode == 0, out.stderr
-    out = grpcurl(
+    # Messages must be signed with the device key; `agentnet sign` makes the request body.
+    unsigned = grpcurl(
         server,
         "laoxing-vps",
         "agentnet.v1.AgentNet/SendGroupMessage",
-        data='{"group_id": "dev-team", "client_msg_id": "g1", "content": "hi from grpcurl"}',
+        data='{"group_id": "dev-team", "client_msg_id": "g0", "content": "unsigned"}',
     )
+    assert unsigned.returncode == 64 + 3 and "SIGNATURE_MISSING" in unsigned.stderr
+    body = run_cli(
+        server, "laoxing-vps", "sign", "--group", "dev-team", "--id", "g1", "hi from grpcurl", agent="laoxing"
+    )
+    assert body.returncode == 0, body.stderr
+    out = grpcurl(server, "laoxing-vps", "agentnet.v1.AgentNet/SendGroupMessage", data=body.stdout)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["message"]["seq"] == "1"
+    sent = json.loads(out.stdout)["message"]
+    assert sent["seq"] == "1" and sent["signer_fingerprint"]
     # A failed RPC exits with 64 + the status code (NOT_FOUND = 5) and names the reason.
     out = grpcurl(server, "laoxing-vps", "agentnet.v1.AgentNet/GetGroup", data='{"group_id": "nope"}')
     assert out.returncode == 64 + 5 and "GROUP_NOT_FOUND" in out.stderr
     # The stream by hand: register, then a message; replies come back as JSON.
+    signed = run_cli(
+        server,
+        "laoxing-vps",
+        "sign",
+        "--stream",
+        "--group",
+        "dev-team",
+        "--id",
+        "g2",
+        "from the stream",
+        agent="laoxing",
+    )
     events = "\n".join(
         [
             '{"request_id": "r1", "register": {"agent": {"id": "laoxing"}}}',
-            '{"request_id": "r2", "message": {"group_id": "dev-team", "client_msg_id": "g2", '
-            '"content": "from the stream"}}',
+            json.dumps({"request_id": "r2", **json.loads(signed.stdout)}, ensure_ascii=False),
         ]
     )
     exe = shutil.which("grpcurl", path=str(BIN))

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from cryptography import x509
+
 from ..config import Settings
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..hub import FEED, MESSAGE, Envelope, Hub
@@ -35,7 +37,7 @@ from ..records import (
 )
 from ..store import ops
 from ..store.db import Database
-from . import mentions, validate
+from . import mentions, signatures, validate
 
 log = logging.getLogger("agentnet.network")
 
@@ -59,9 +61,12 @@ class Sent:
 
 @dataclasses.dataclass(frozen=True)
 class SignedFields:
+    """A request's signature, and the TLS certificate of the device that sent it."""
+
     signature: bytes = b""
     signer_fp: str = ""
     sign_time: int = 0
+    cert: x509.Certificate | None = None
 
 
 def excerpt(text: str) -> str:
@@ -79,8 +84,7 @@ class Network:
         self.agent_groups: dict[str, set[str]] = {}
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
-        # Hooks set by the composition root: signature checks, task references for feed items.
-        self.verify_send: Any = None
+        # Set by the tasks module: loads the tasks that feed items refer to.
         self.task_refs: Any = None
 
     async def load(self) -> None:
@@ -358,9 +362,19 @@ class Network:
                 f"agent {agent_id!r} is not a member of group {target.group_id!r}; join it first",
                 reason="NOT_A_MEMBER",
             )
+        signatures.check_message(
+            signed.cert,
+            device,
+            agent_id,
+            f"group:{target.group_id}" if target.group_id else f"agent:{target.to_agent}",
+            client_msg_id,
+            content,
+            payload_json,
+            signed.signature,
+            signed.sign_time,
+            self.settings.require_signatures,
+        )
         resolved, unresolved = self._mentions(agent_id, target, content, explicit_mentions)
-        if self.verify_send is not None:
-            self.verify_send(agent_id, device, conv, client_msg_id, content, payload_json, signed)
         digest = validate.digest(conv, content, payload_json)
         fut = self.db.write(
             ops.send_message,

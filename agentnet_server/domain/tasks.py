@@ -18,12 +18,14 @@ import dataclasses
 import uuid
 from typing import Any
 
+from cryptography import x509
+
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..hub import FEED, Envelope
 from ..records import TERMINAL, FeedRec, TaskRec, TaskStatus, inbox_conv
 from ..store import tasks as store
 from ..store.tasks import TaskCommit
-from . import validate
+from . import signatures, validate
 from .network import Network
 
 S = TaskStatus
@@ -92,8 +94,12 @@ def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_s
 
 @dataclasses.dataclass(frozen=True)
 class TaskSigned:
+    """A task request's signature and the TLS certificate of the device that sent it."""
+
     signature: bytes = b""
     signer_fp: str = ""
+    sign_time: int = 0
+    cert: x509.Certificate | None = None
 
 
 class Tasks:
@@ -121,10 +127,26 @@ class Tasks:
         assignee: str,
         group_id: str,
         priority: int,
-        due_time: int | None,
+        due_time: int,
         client_task_id: str = "",
         signed: TaskSigned = TaskSigned(),
     ) -> TaskCommit:
+        """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
+        signatures.check_task_create(
+            signed.cert,
+            device,
+            creator,
+            client_task_id,
+            title,
+            description,
+            assignee,
+            group_id,
+            priority,
+            due_time,
+            signed.signature,
+            signed.sign_time,
+            self.net.settings.require_signatures,
+        )
         title = validate.check_text("title", title.strip(), MAX_TITLE, required=True)
         validate.check_text("description", description, MAX_TEXT, single_line=False)
         validate.check_id("assignee", assignee)
@@ -132,8 +154,10 @@ class Tasks:
             validate.check_id("group_id", group_id)
         if priority < 0 or priority > 4:
             raise InvalidArgument(f"priority {priority} is not a TaskPriority", reason="BAD_PRIORITY")
+        if due_time < 0:
+            raise InvalidArgument("due_time must be after 1970", reason="BAD_DUE_TIME")
         cid = validate.client_id("client_task_id", client_task_id or f"srv-{uuid.uuid4().hex}")
-        digest = validate.digest(title, description, assignee, group_id, str(priority or 2), str(due_time or 0))
+        digest = validate.digest(title, description, assignee, group_id, str(priority or 2), str(due_time))
         return await self.net.db.write(
             store.create_task,
             creator,
@@ -145,7 +169,7 @@ class Tasks:
             assignee,
             group_id,
             priority or 2,
-            due_time,
+            due_time or None,
             signed.signature,
             signed.signer_fp,
             on_commit=self._publish,
@@ -159,21 +183,35 @@ class Tasks:
         status: int,
         assignee: str,
         note: str,
-        result: str | None,
+        result: str,
         expected_version: int,
         signed: TaskSigned = TaskSigned(),
     ) -> TaskCommit:
+        """An empty result leaves the result as it is."""
+        signatures.check_task_update(
+            signed.cert,
+            device,
+            actor,
+            task_id,
+            status,
+            assignee,
+            note,
+            result,
+            expected_version,
+            signed.signature,
+            signed.sign_time,
+            self.net.settings.require_signatures,
+        )
         self._check_task_id(task_id)
         if status and status not in S._value2member_map_:
             raise InvalidArgument(f"status {status} is not a TaskStatus", reason="BAD_STATUS")
         if assignee:
             validate.check_id("assignee", assignee)
         validate.check_text("note", note, MAX_TEXT, single_line=False)
-        if result is not None:
-            validate.check_text("result", result, MAX_TEXT, single_line=False)
+        validate.check_text("result", result, MAX_TEXT, single_line=False)
         if expected_version < 0:
             raise InvalidArgument("expected_version must not be negative", reason="BAD_VERSION")
-        if not status and not assignee and not note and result is None:
+        if not status and not assignee and not note and not result:
             raise InvalidArgument(
                 "nothing to change: give a status, an assignee, a note or a result", reason="EMPTY_UPDATE"
             )
@@ -185,7 +223,7 @@ class Tasks:
             status,
             assignee,
             note,
-            result,
+            result or None,
             expected_version,
             check_change,
             signed.signature,

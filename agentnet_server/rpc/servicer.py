@@ -10,6 +10,7 @@ from agentnet.v1 import resources_pb2, service_pb2
 
 from ..auth import current_peer
 from ..domain.inbox import Inbox
+from ..domain.limits import Limiter
 from ..domain.network import Network, SignedFields, Target
 from ..domain.tasks import Tasks, TaskSigned
 from ..errors import InvalidArgument, NotFound
@@ -29,6 +30,7 @@ class AgentNetServicer:
         self.hub = hub
         self.inbox = inbox
         self.tasks = tasks
+        self.limiter: Limiter | None = None
 
     def _agent_pb(self, agent_id: str) -> resources_pb2.Agent:
         return convert.agent(self.net.agent(agent_id), self.hub.online(agent_id))
@@ -101,7 +103,11 @@ class AgentNetServicer:
     async def _send(self, agent_id: str, target: Target, req: Any, mentions: list[str]) -> Any:
         agent, device = self._acting(agent_id)
         peer = current_peer.get()
-        signed = SignedFields(req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time))
+        if self.limiter is not None:
+            self.limiter.check_send(device)
+        signed = SignedFields(
+            req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time), peer.cert
+        )
         sent = await self.net.send(
             agent,
             device,
@@ -201,7 +207,7 @@ class AgentNetServicer:
             t.assignee,
             t.group_id,
             t.priority,
-            convert.us_of(t.due_time) or None,
+            convert.us_of(t.due_time),
             req.client_task_id,
             self._task_signed(req),
         )
@@ -227,14 +233,17 @@ class AgentNetServicer:
             req.status,
             req.assignee,
             req.note,
-            req.result if req.result else None,
+            req.result,
             req.expected_version,
             self._task_signed(req),
         )
         return convert.task(c.task)
 
     def _task_signed(self, req: Any) -> TaskSigned:
-        return TaskSigned(req.signature, current_peer.get().fingerprint if req.signature else "")
+        peer = current_peer.get()
+        return TaskSigned(
+            req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time), peer.cert
+        )
 
     # -- devices ------------------------------------------------------------------------------
 

@@ -452,7 +452,9 @@ class Conn:
         )
         if self.svc.limiter is not None:
             self.svc.limiter.check_send(self.peer.device_id)
-        signed = SignedFields(m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time))
+        signed = SignedFields(
+            m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time), self.peer.cert
+        )
         fut, unresolved = self.net.submit_send(
             self.s.agent_id,
             self.peer.device_id,
@@ -532,7 +534,9 @@ class Conn:
     async def on_create_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
         c, t = ev.create_task, ev.create_task.task
-        signed = TaskSigned(c.signature, self.peer.fingerprint if c.signature else "")
+        signed = TaskSigned(
+            c.signature, self.peer.fingerprint if c.signature else "", convert.us_of(c.sign_time), self.peer.cert
+        )
         commit = await self.svc.tasks.create(
             self.s.agent_id,
             self.peer.device_id,
@@ -541,7 +545,7 @@ class Conn:
             t.assignee,
             t.group_id,
             t.priority,
-            convert.us_of(t.due_time) or None,
+            convert.us_of(t.due_time),
             c.client_task_id,
             signed,
         )
@@ -554,7 +558,9 @@ class Conn:
     async def on_update_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
         u = ev.update_task
-        signed = TaskSigned(u.signature, self.peer.fingerprint if u.signature else "")
+        signed = TaskSigned(
+            u.signature, self.peer.fingerprint if u.signature else "", convert.us_of(u.sign_time), self.peer.cert
+        )
         commit = await self.svc.tasks.update(
             self.s.agent_id,
             self.peer.device_id,
@@ -562,7 +568,7 @@ class Conn:
             u.status,
             u.assignee,
             u.note,
-            u.result if u.result else None,
+            u.result,
             u.expected_version,
             signed,
         )
