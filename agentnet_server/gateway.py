@@ -52,6 +52,7 @@ EVENTS_PATH = "/api/events"
 OPENAPI_PATH = "/api/openapi.json"
 MAX_CURSORS = 10_000
 SSE_QUEUE = 64
+STALL_INTERVALS = 3
 
 # grpc-gateway's table from gRPC codes to HTTP statuses (runtime.HTTPStatusFromCode).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -818,6 +819,14 @@ async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
     await out.put(_END)
 
 
+async def _write(resp: web.StreamResponse, data: bytes, interval: float) -> None:
+    """Write to an SSE client; one that has not read for 3 heartbeat intervals is gone."""
+    try:
+        await asyncio.wait_for(resp.write(data), STALL_INTERVALS * interval)
+    except TimeoutError:
+        raise ConnectionError(f"the client read nothing for {STALL_INTERVALS * interval:g} s") from None
+
+
 async def _request_events(q: asyncio.Queue[events_pb2.ClientEvent | None]) -> AsyncIterator[events_pb2.ClientEvent]:
     while True:
         ev = await q.get()
@@ -1025,10 +1034,12 @@ class Gateway:
             await resp.prepare(request)
             try:
                 frame, _ = sse_frame(ev, inbox)
-                await resp.write(f"retry: {int(interval * 1000)}\n\n".encode() + frame)
+                await _write(resp, f"retry: {int(interval * 1000)}\n\n".encode() + frame, interval)
                 await self._stream(resp, out, requests, inbox, interval)
-            except ConnectionError:
-                log.debug("SSE client of %s went away", peer.short)
+            except ConnectionError as exc:
+                log.info("SSE client of %s went away (%s)", peer.short, exc)
+                if request.transport is not None:
+                    request.transport.abort()
             return resp
         finally:
             # End the request stream so the session flushes its acks and closes; then stop waiting.
@@ -1059,7 +1070,7 @@ class Gateway:
             except TimeoutError:
                 next_tick = loop.time() + interval
                 requests.put_nowait(events_pb2.ClientEvent(heartbeat=events_pb2.Heartbeat()))
-                await resp.write(b": keepalive\n\n")
+                await _write(resp, b": keepalive\n\n", interval)
                 continue
             items = [item]
             while not out.empty():
@@ -1079,7 +1090,7 @@ class Gateway:
                 if cursor is not None:
                     acks[cursor[0]] = max(acks.get(cursor[0], 0), cursor[1])
             if chunks:
-                await resp.write(b"".join(chunks))
+                await _write(resp, b"".join(chunks), interval)
             if ended:
                 return
             if acks:

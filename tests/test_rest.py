@@ -318,7 +318,10 @@ def test_foreign_ca_certificate_is_refused(rest: Rest, tmp_path: pathlib.Path) -
 def test_revoked_device_is_refused(make_server: Any, certs: pki.CertsDir) -> None:
     srv = make_server(http_addr="127.0.0.1:0")
     rest = Rest(srv, certs)
-    rest.register("d6", uid("rv"))
+    agent = uid("rv")
+    rest.register("d6", agent)
+    stream = Sse(rest, "d6", f"?agent_id={agent}")
+    stream.next("caught_up")
     p = subprocess.run(
         [sys.executable, "-m", "agentnet_server", "revoke", "d6", "--db", srv.db, "--certs", str(certs.root)],
         capture_output=True,
@@ -335,6 +338,13 @@ def test_revoked_device_is_refused(make_server: Any, certs: pki.CertsDir) -> Non
         time.sleep(0.2)
     assert r.status == 401 and r.error()[:2] == (16, "DEVICE_REVOKED")
     assert rest.call("d5", "GET", "/api/agents").status == 200
+    # Its open event stream ends with the reason.
+    try:
+        end = stream.next("error")["json"]["error"]
+        assert (end["status"], end["reason"], end["fatal"]) == ("UNAUTHENTICATED", "DEVICE_REVOKED", True)
+        assert stream.proc.wait(10) == 0
+    finally:
+        stream.close()
 
 
 def test_identity_headers_are_ignored(rest: Rest) -> None:
@@ -437,8 +447,15 @@ def test_sse_receives_messages_posted_by_another_device(rest: Rest) -> None:
         dm = stream.next("message")
         assert dm["id"] == f"dm:{min(a, b)}+{max(a, b)}:1"
         assert stream.next("direct_message")["id"].startswith(f"inbox:{b}:")
-    # The agent is online while the stream is open and goes offline after it.
-    assert rest.ok("laoxing-vps", "GET", f"/api/agents/{b}")["online"] in (True, False)
+        # The stream heartbeats for the agent: it is online while the stream is open...
+        time.sleep(1.5)
+        assert rest.ok("laoxing-vps", "GET", f"/api/agents/{b}")["online"] is True
+        assert stream.comments >= 1  # the keepalive comment line
+    # ...and offline after it ends.
+    deadline = time.monotonic() + 10
+    while rest.ok("laoxing-vps", "GET", f"/api/agents/{b}")["online"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rest.ok("laoxing-vps", "GET", f"/api/agents/{b}")["online"] is False
 
 
 def test_sse_resumes_from_last_event_id(rest: Rest) -> None:
