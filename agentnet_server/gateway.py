@@ -183,6 +183,7 @@ def json_response(body: Any, http_status: int = 200, headers: Mapping[str, str] 
     return web.Response(
         text=json.dumps(body, ensure_ascii=False),
         status=http_status,
+        reason="Client Closed Request" if http_status == 499 else None,
         content_type="application/json",
         headers=headers,
     )

@@ -300,6 +300,41 @@ def test_errors_have_the_grpc_gateway_shape(rest: Rest) -> None:
     assert r.status == 404 and r.error()[1] == "AGENT_NOT_FOUND"
 
 
+def test_status_table_is_grpc_gateways() -> None:
+    """Domain errors map to grpc-gateway's HTTP statuses, with the gRPC code and ErrorInfo in the body."""
+    from agentnet_server import errors
+
+    table = {
+        errors.InvalidArgument: (400, 3),
+        errors.FailedPrecondition: (400, 9),
+        errors.Unauthenticated: (401, 16),
+        errors.PermissionDenied: (403, 7),
+        errors.NotFound: (404, 5),
+        errors.AlreadyExists: (409, 6),
+        errors.Aborted: (409, 10),
+        errors.ResourceExhausted: (429, 8),
+        errors.Unavailable: (503, 14),
+        errors.Internal: (500, 13),
+    }
+    for cls, (http, code) in table.items():
+        resp = gateway.error_response(cls("why", reason="WHY", metadata={"k": "v"}, retry_after=1.5))
+        assert resp.status == http, cls
+        assert resp.text is not None
+        body = json.loads(resp.text)
+        assert body["code"] == code and body["message"] == "why"
+        assert body["details"][0] == {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "WHY",
+            "domain": "agentnet.v1",
+            "metadata": {"k": "v"},
+        }
+        assert resp.headers["Retry-After"] == "2"
+    for name, http in (("OUT_OF_RANGE", 400), ("CANCELLED", 499), ("UNIMPLEMENTED", 501), ("DEADLINE_EXCEEDED", 504)):
+        exc = errors.AgentnetError("x")
+        exc.status = name
+        assert gateway.error_response(exc).status == http, name
+
+
 def test_no_client_certificate_is_refused_at_the_handshake(rest: Rest) -> None:
     for tls in ([], ["--tls-max", "1.2"]):
         r = rest.call(None, "GET", "/api/agents", extra=tls)
