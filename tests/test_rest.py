@@ -725,7 +725,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_mismatch(make_server:
 
     def fuzz(op: Any) -> None:
         @settings(
-            max_examples=12,
+            max_examples=10,
             deadline=None,
             derandomize=True,
             database=None,
