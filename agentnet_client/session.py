@@ -542,6 +542,22 @@ class SessionClient:
             self._acked[conv] = seq
             self._ack_dirty = True
         elif kind == "caught_up":
+            heads = {h.conversation for h in ev.caught_up.heads}
+            for conv in [c for c in self._cursors if c not in heads]:
+                # Not a conversation of this agent on this server (left, or the server was reset):
+                # forget the cursor so a conversation of that name starts fresh.
+                del self._cursors[conv]
+                if self.cache is not None:
+                    self.cache.reset_cursor(conv, 0)
+            for head in ev.caught_up.heads:
+                if self._cursors.get(head.conversation, 0) > head.seq:
+                    # The server's history is behind this cache (a reset or restored server): follow
+                    # the server, or every new message up to the old cursor would look like a duplicate.
+                    log.warning("server history for %s ends at %d but this cache had %d; following the server",
+                                head.conversation, head.seq, self._cursors[head.conversation])
+                    self._cursors[head.conversation] = head.seq
+                    if self.cache is not None:
+                        self.cache.reset_cursor(head.conversation, head.seq)
             self.backoff.reset()
             await self._set_state(State.LIVE)
         elif kind == "agent_list":

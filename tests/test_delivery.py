@@ -64,6 +64,32 @@ async def test_resume_without_local_cache_uses_server_side_acks(clients: Clients
     assert [m.content for m in got] == ["after 0", "after 1", "after 2"]
 
 
+async def test_stale_and_foreign_cursors_do_not_block_reconnecting(clients: Clients, tmp_path: pathlib.Path) -> None:
+    cache = str(tmp_path / "stale.sqlite")
+    a = await clients.live("laoxing-vps", "wanderer", cache=cache)
+    peer = await clients.live("xiaoxing-mac", "peer")
+    await a.join("old-room", create=True)
+    await peer.join("old-room")
+    for i in range(3):
+        await peer.send(f"old {i}", group_id="old-room")
+    await collect(a, "message", 3)
+    await a.leave("old-room")
+    await a.close()
+    # The cache still holds a cursor for the group it left, plus cursors it never had a right to
+    # and one far beyond the head of a conversation it is in.
+    from agentnet_client import Cache
+
+    c = Cache(cache)
+    c.reset_cursor("group:no-such-group", 7)
+    c.reset_cursor("inbox:peer", 3)
+    c.reset_cursor("dm:peer+wanderer", 50)
+    c.close()
+    again = await clients.live("laoxing-vps", "wanderer", cache=cache)
+    await peer.send("new dm", to_agent="wanderer")
+    [m] = await collect(again, "message", 1)
+    assert (m.content, m.seq) == ("new dm", 1)
+
+
 async def test_retry_with_same_client_msg_id_is_idempotent(clients: Clients) -> None:
     a = await clients.live("laoxing-vps", "idem")
     await a.join("g", create=True)

@@ -462,22 +462,19 @@ class Network:
         """Starting cursors for a session and the heads it will be caught up to.
 
         Conversation cursors come from the client, else from what this device acknowledged,
-        else from the join point. Cursors for conversations the agent is not in are refused.
+        else from the join point. Cursors for conversations the agent is not in are ignored; a
+        cursor beyond a conversation's head is clamped to the head (caught_up reports the heads).
         """
         heads_and_starts = await self.db.read(ops.conversation_heads, agent_id)
         acked = await self.db.read(ops.delivery_cursors, agent_id, device)
         feed_head = await self.db.read(ops.feed_head, agent_id)
         mine = inbox_conv(agent_id)
-        for conv in given:
-            if conv == mine:
-                continue
-            if conv.startswith(INBOX_PREFIX):
-                raise PermissionDenied(f"cursor for {conv!r}: that is another agent's feed", reason="NOT_YOUR_FEED")
-            if conv not in heads_and_starts and not conv.startswith(DM_PREFIX):
-                raise InvalidArgument(
-                    f"cursor for {conv!r}: agent {agent_id!r} is not in that conversation",
-                    reason="UNKNOWN_CONVERSATION",
-                )
+        # Cursors for conversations the agent is not in (any more) are ignored, not refused: a
+        # client's cache can outlive a membership or a server reset, and must still reconnect.
+        stale = [c for c in given if c != mine and c not in heads_and_starts]
+        if stale:
+            log.info("agent %s resumed with %d cursor(s) for conversations it is not in: %s", agent_id,
+                     len(stale), ", ".join(sorted(stale)[:5]))
         cursors: dict[str, int | None] = {}
         heads: dict[str, int] = {}
         for conv, (last, start) in heads_and_starts.items():
