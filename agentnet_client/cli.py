@@ -14,21 +14,19 @@ import json
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message as PbMessage
 
-from agentnet.v1 import events_pb2
-
+from .argtypes import nonneg_int, positive_int
 from .bench import add_arguments as add_bench_arguments
 from .bench import cmd_bench
 from .client import Client
 from .device import DeviceError
 from .errors import AgentnetError
-from .session import AgentProfile
+from .session import AgentProfile, make_send
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -474,14 +472,9 @@ async def cmd_sign(ns: argparse.Namespace) -> int:
     from .signing import Signer
 
     text = ns.text if ns.text != "-" else sys.stdin.read()
-    sm = events_pb2.SendMessage(client_msg_id=ns.id or uuid.uuid4().hex, content=text)
-    if ns.group:
-        sm.group_id = ns.group
-    else:
-        sm.to_agent = ns.to
-    payload = _payload(ns.payload)
-    if payload is not None:
-        sm.payload.update(payload)
+    sm = make_send(
+        text, group_id=ns.group or "", to_agent=ns.to or "", payload=_payload(ns.payload), client_msg_id=ns.id or ""
+    )
     agent = acting(ns)
     client = make_client(ns)
     if not agent:
@@ -664,12 +657,12 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("group", nargs="?")
     g.add_argument("--dm", help="the other agent of a direct-message pair")
-    p.add_argument("--limit", type=_positive_int, default=50)
-    p.add_argument("--after", type=_nonneg_int, default=0, help="only messages after this seq (oldest first)")
+    p.add_argument("--limit", type=positive_int, default=50)
+    p.add_argument("--after", type=nonneg_int, default=0, help="only messages after this seq (oldest first)")
     p.add_argument("--offline", action="store_true", help="read the local cache instead of the server")
 
     p = add("tail", cmd_tail, "print live events (messages, mentions, tasks, presence) until Ctrl-C")
-    p.add_argument("--count", type=_positive_int, help="exit after this many events")
+    p.add_argument("--count", type=positive_int, help="exit after this many events")
     p.add_argument("--timeout", type=float, help="exit when no event arrives for this many seconds")
     p.add_argument("--skip", action="append", default=[], help="event kinds not to print (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="do not keep a local cache")
@@ -724,17 +717,17 @@ def parser() -> argparse.ArgumentParser:
     p = add("inbox", cmd_inbox, "show the inbox: mentions, direct messages and tasks, newest first")
     p.add_argument("--unread", action="store_true", help="only unread items")
     p.add_argument("--kind", choices=sorted(KINDS), help="only items of this kind")
-    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
 
     p = add("read", cmd_read, "mark inbox items or conversations read (all devices of the agent see it)")
-    p.add_argument("items", nargs="*", type=_positive_int, help="inbox item numbers (the # column of `inbox`)")
+    p.add_argument("items", nargs="*", type=positive_int, help="inbox item numbers (the # column of `inbox`)")
     p.add_argument("--group", help="mark a group read (up to --up-to, default everything)")
     p.add_argument("--dm", help="mark the direct messages with this agent read")
-    p.add_argument("--up-to", type=_nonneg_int, help="last seq to mark read")
+    p.add_argument("--up-to", type=nonneg_int, help="last seq to mark read")
     p.add_argument("--all", action="store_true", help="mark the whole inbox read")
 
     p = add("receipts", cmd_receipts, "delivered/read state of one of your messages per recipient")
-    p.add_argument("seq", type=_positive_int)
+    p.add_argument("seq", type=positive_int)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--group")
     g.add_argument("--dm")
@@ -764,29 +757,9 @@ def parser() -> argparse.ArgumentParser:
             t.add_argument("assignee")
         t.add_argument("--note", default="")
         t.add_argument("--result", help="result text (assignee)")
-        t.add_argument("--version", type=_nonneg_int, default=0, help="apply only at this version (else ABORTED)")
+        t.add_argument("--version", type=nonneg_int, default=0, help="apply only at this version (else ABORTED)")
 
     return ap
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def main(argv: list[str] | None = None) -> int:

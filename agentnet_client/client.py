@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
 
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
 
 from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
 from .errors import AgentnetError
-from .session import AgentProfile, Backoff, SessionClient, State
+from .session import AgentProfile, Backoff, SessionClient, State, make_send
 from .signing import Signer, Verification, Verifier
 
 T = TypeVar("T")
@@ -204,36 +203,28 @@ class Client:
         )
         return await self._rpc(self._stub().RegisterAgent, req, idempotent=True)
 
+    async def _all_pages(self, method: Any, request: Any, field: str, limit: int = 1_000_000) -> list[Any]:
+        """Follow next_page_token until the list ends (or `limit` items)."""
+        out: list[Any] = []
+        while len(out) < limit:
+            request.page_size = min(1000, limit - len(out))
+            resp = await self._rpc(method, request, idempotent=True)
+            out.extend(getattr(resp, field))
+            request.page_token = resp.next_page_token
+            if not request.page_token:
+                break
+        return out
+
     async def list_agents(self, online_only: bool = False) -> list[resources_pb2.Agent]:
-        out: list[resources_pb2.Agent] = []
-        token = ""
-        while True:
-            resp = await self._rpc(
-                self._stub().ListAgents,
-                service_pb2.ListAgentsRequest(online_only=online_only, page_size=1000, page_token=token),
-                idempotent=True,
-            )
-            out.extend(resp.agents)
-            token = resp.next_page_token
-            if not token:
-                return out
+        return await self._all_pages(
+            self._stub().ListAgents, service_pb2.ListAgentsRequest(online_only=online_only), "agents"
+        )
 
     async def get_agent(self, agent_id: str) -> resources_pb2.Agent:
         return await self._rpc(self._stub().GetAgent, service_pb2.GetAgentRequest(agent_id=agent_id), idempotent=True)
 
     async def list_groups(self, member: str = "") -> list[resources_pb2.Group]:
-        out: list[resources_pb2.Group] = []
-        token = ""
-        while True:
-            resp = await self._rpc(
-                self._stub().ListGroups,
-                service_pb2.ListGroupsRequest(member=member, page_size=1000, page_token=token),
-                idempotent=True,
-            )
-            out.extend(resp.groups)
-            token = resp.next_page_token
-            if not token:
-                return out
+        return await self._all_pages(self._stub().ListGroups, service_pb2.ListGroupsRequest(member=member), "groups")
 
     async def create_group(
         self, group_id: str, title: str = "", description: str = "", agent_id: str = ""
@@ -261,18 +252,9 @@ class Client:
         )
 
     async def list_members(self, group_id: str) -> list[resources_pb2.GroupMember]:
-        out: list[resources_pb2.GroupMember] = []
-        token = ""
-        while True:
-            resp = await self._rpc(
-                self._stub().ListGroupMembers,
-                service_pb2.ListGroupMembersRequest(group_id=group_id, page_size=1000, page_token=token),
-                idempotent=True,
-            )
-            out.extend(resp.members)
-            token = resp.next_page_token
-            if not token:
-                return out
+        return await self._all_pages(
+            self._stub().ListGroupMembers, service_pb2.ListGroupMembersRequest(group_id=group_id), "members"
+        )
 
     async def post(
         self,
@@ -286,19 +268,24 @@ class Client:
         client_msg_id: str = "",
     ) -> service_pb2.SendMessageResponse:
         """Send with a unary RPC (no live session needed); retried safely with one client_msg_id."""
-        cid = client_msg_id or uuid.uuid4().hex
-        signature, sign_time = await self._sign_fields(
-            agent_id, group_id, to_agent, cid, content, payload, mentions or []
+        sm = make_send(
+            content,
+            group_id=group_id,
+            to_agent=to_agent,
+            payload=payload,
+            mentions=mentions,
+            client_msg_id=client_msg_id,
         )
+        if self._sign:
+            Signer(self.device).sign_send(sm, await self.acting_agent(agent_id))
         common: dict[str, Any] = dict(
-            agent_id=agent_id, client_msg_id=cid, content=content, signature=signature, sign_time=sign_time
+            agent_id=agent_id, client_msg_id=sm.client_msg_id, content=content, signature=sm.signature
         )
-        if payload is not None:
-            st = struct_pb2.Struct()
-            st.update(payload)
-            common["payload"] = st
+        for name in ("payload", "sign_time"):
+            if sm.HasField(name):
+                common[name] = getattr(sm, name)
         if group_id:
-            req: Any = service_pb2.SendGroupMessageRequest(group_id=group_id, mentions=mentions or [], **common)
+            req: Any = service_pb2.SendGroupMessageRequest(group_id=group_id, mentions=sm.mentions, **common)
             return await self._rpc(self._stub().SendGroupMessage, req, idempotent=True)
         req = service_pb2.SendDirectMessageRequest(peer_id=to_agent, **common)
         return await self._rpc(self._stub().SendDirectMessage, req, idempotent=True)
@@ -318,29 +305,6 @@ class Client:
             )
         return mine[0]
 
-    async def _sign_fields(
-        self,
-        agent_id: str,
-        group_id: str,
-        to_agent: str,
-        cid: str,
-        content: str,
-        payload: dict[str, Any] | None,
-        mentions: list[str],
-    ) -> tuple[bytes, Any]:
-        if not self._sign:
-            return b"", None
-        sender = await self.acting_agent(agent_id)
-        sm = events_pb2.SendMessage(client_msg_id=cid, content=content, mentions=mentions)
-        if group_id:
-            sm.group_id = group_id
-        else:
-            sm.to_agent = to_agent
-        if payload is not None:
-            sm.payload.update(payload)
-        Signer(self.device).sign_send(sm, sender)
-        return sm.signature, sm.sign_time
-
     async def history(
         self,
         *,
@@ -352,41 +316,12 @@ class Client:
         limit: int = 100,
     ) -> list[resources_pb2.Message]:
         """Messages of a group or a direct-message pair (paginates until `limit`)."""
-        out: list[resources_pb2.Message] = []
-        token = ""
-        while len(out) < limit:
-            size = min(1000, limit - len(out))
-            if group_id:
-                resp = await self._rpc(
-                    self._stub().ListGroupMessages,
-                    service_pb2.ListGroupMessagesRequest(
-                        group_id=group_id,
-                        agent_id=agent_id,
-                        after_seq=after_seq,
-                        newest_first=newest_first,
-                        page_size=size,
-                        page_token=token,
-                    ),
-                    idempotent=True,
-                )
-            else:
-                resp = await self._rpc(
-                    self._stub().ListDirectMessages,
-                    service_pb2.ListDirectMessagesRequest(
-                        peer_id=peer_id,
-                        agent_id=agent_id,
-                        after_seq=after_seq,
-                        newest_first=newest_first,
-                        page_size=size,
-                        page_token=token,
-                    ),
-                    idempotent=True,
-                )
-            out.extend(resp.messages)
-            token = resp.next_page_token
-            if not token:
-                break
-        return out
+        common: dict[str, Any] = dict(agent_id=agent_id, after_seq=after_seq, newest_first=newest_first)
+        if group_id:
+            req: Any = service_pb2.ListGroupMessagesRequest(group_id=group_id, **common)
+            return await self._all_pages(self._stub().ListGroupMessages, req, "messages", limit)
+        req = service_pb2.ListDirectMessagesRequest(peer_id=peer_id, **common)
+        return await self._all_pages(self._stub().ListDirectMessages, req, "messages", limit)
 
     # -- inbox, receipts and tasks -------------------------------------------------------------
 
@@ -479,27 +414,10 @@ class Client:
         agent_id: str = "",
         limit: int = 1000,
     ) -> list[resources_pb2.Task]:
-        out: list[resources_pb2.Task] = []
-        token = ""
-        while len(out) < limit:
-            resp = await self._rpc(
-                self._stub().ListTasks,
-                service_pb2.ListTasksRequest(
-                    assignee=assignee,
-                    creator=creator,
-                    status=_enum(status),
-                    group_id=group_id,
-                    agent_id=agent_id,
-                    page_size=min(1000, limit - len(out)),
-                    page_token=token,
-                ),
-                idempotent=True,
-            )
-            out.extend(resp.tasks)
-            token = resp.next_page_token
-            if not token:
-                break
-        return out
+        request = service_pb2.ListTasksRequest(
+            assignee=assignee, creator=creator, status=_enum(status), group_id=group_id, agent_id=agent_id
+        )
+        return await self._all_pages(self._stub().ListTasks, request, "tasks", limit)
 
     async def get_task(self, task_id: str, agent_id: str = "") -> resources_pb2.Task:
         return await self._rpc(

@@ -73,6 +73,30 @@ class Backoff:
         self.attempt = 0
 
 
+def make_send(
+    content: str,
+    *,
+    group_id: str = "",
+    to_agent: str = "",
+    payload: dict[str, Any] | None = None,
+    mentions: list[str] | None = None,
+    client_msg_id: str = "",
+) -> events_pb2.SendMessage:
+    """A send request (not signed yet); a new random client_msg_id unless one is given."""
+    if bool(group_id) == bool(to_agent):
+        raise ValueError("give exactly one of group_id or to_agent")
+    sm = events_pb2.SendMessage(
+        client_msg_id=client_msg_id or uuid.uuid4().hex, content=content, mentions=mentions or []
+    )
+    if group_id:
+        sm.group_id = group_id
+    else:
+        sm.to_agent = to_agent
+    if payload is not None:
+        sm.payload.update(payload)
+    return sm
+
+
 def inbox_conv(agent_id: str) -> str:
     return "inbox:" + agent_id
 
@@ -242,16 +266,15 @@ class SessionClient:
 
         The message goes into the outbox first; if the connection is down it is sent after
         reconnecting. A retried client_msg_id returns the original seq (ack.duplicate)."""
-        if bool(group_id) == bool(to_agent):
-            raise ValueError("give exactly one of group_id or to_agent")
-        cid = client_msg_id or uuid.uuid4().hex
-        sm = events_pb2.SendMessage(client_msg_id=cid, content=content, mentions=mentions or [])
-        if group_id:
-            sm.group_id = group_id
-        else:
-            sm.to_agent = to_agent
-        if payload is not None:
-            sm.payload.update(payload)
+        sm = make_send(
+            content,
+            group_id=group_id,
+            to_agent=to_agent,
+            payload=payload,
+            mentions=mentions,
+            client_msg_id=client_msg_id,
+        )
+        cid = sm.client_msg_id
         if self.signer is not None:
             self.signer(sm, self.agent.id)
         fut = self._send_waiters.get(cid)
@@ -553,8 +576,12 @@ class SessionClient:
                 if self._cursors.get(head.conversation, 0) > head.seq:
                     # The server's history is behind this cache (a reset or restored server): follow
                     # the server, or every new message up to the old cursor would look like a duplicate.
-                    log.warning("server history for %s ends at %d but this cache had %d; following the server",
-                                head.conversation, head.seq, self._cursors[head.conversation])
+                    log.warning(
+                        "server history for %s ends at %d but this cache had %d; following the server",
+                        head.conversation,
+                        head.seq,
+                        self._cursors[head.conversation],
+                    )
                     self._cursors[head.conversation] = head.seq
                     if self.cache is not None:
                         self.cache.reset_cursor(head.conversation, head.seq)

@@ -13,6 +13,8 @@ import signal
 import sys
 from typing import Any
 
+from agentnet_client.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+
 from . import config, pki
 from .errors import AgentnetError
 
@@ -257,46 +259,6 @@ def _common(p: argparse.ArgumentParser, db: bool = True) -> None:
         p.add_argument("--db", help=f"store URL (default {config.DEFAULT_DB}, env AGENTNET_DB)")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentnet-server", description="agentnet server and certificate authority")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -305,22 +267,22 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--grpc-addr", help=f"gRPC listen address (default {config.DEFAULT_GRPC_ADDR})")
     p.add_argument("--http-addr", help=f"REST shim address (default {config.DEFAULT_HTTP_ADDR}; 'off' disables)")
-    p.add_argument("--heartbeat", type=_positive_float, help="heartbeat interval in seconds (default 10)")
-    p.add_argument("--grace", type=_nonneg_float, help="shutdown grace in seconds (default 5)")
-    p.add_argument("--session-queue", type=_positive_int, help="outbound queue per session (default 1024)")
-    p.add_argument("--sends-per-second", type=_nonneg_float, help="send rate limit per device (0 = off)")
-    p.add_argument("--send-burst", type=_positive_int, help="send burst per device")
+    p.add_argument("--heartbeat", type=positive_float, help="heartbeat interval in seconds (default 10)")
+    p.add_argument("--grace", type=nonneg_float, help="shutdown grace in seconds (default 5)")
+    p.add_argument("--session-queue", type=positive_int, help="outbound queue per session (default 1024)")
+    p.add_argument("--sends-per-second", type=nonneg_float, help="send rate limit per device (0 = off)")
+    p.add_argument("--send-burst", type=positive_int, help="send burst per device")
     p.add_argument("--sqlite-synchronous", choices=["OFF", "NORMAL", "FULL", "EXTRA"], help="SQLite durability")
-    p.add_argument("--events-per-second", type=_nonneg_float, help="stream event rate limit per device (0 = off)")
-    p.add_argument("--event-burst", type=_positive_int, help="stream event burst per device")
+    p.add_argument("--events-per-second", type=nonneg_float, help="stream event rate limit per device (0 = off)")
+    p.add_argument("--event-burst", type=positive_int, help="stream event burst per device")
     p.add_argument(
         "--allow-unsigned",
         action="store_true",
         help="accept messages and task changes without a device signature (recipients see them "
         "as unsigned); weakens end-to-end authenticity, see SECURITY.md",
     )
-    p.add_argument("--max-agents-per-device", type=_nonneg_int, help="agents one device may act as (0 = no limit)")
-    p.add_argument("--max-sessions-per-device", type=_nonneg_int, help="live sessions per device (0 = no limit)")
+    p.add_argument("--max-agents-per-device", type=nonneg_int, help="agents one device may act as (0 = no limit)")
+    p.add_argument("--max-sessions-per-device", type=nonneg_int, help="live sessions per device (0 = no limit)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--ready-file", help="write the bound addresses as JSON here once serving")
     p.set_defaults(fn=cmd_serve)
@@ -329,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host", action="append", help="extra host name or IP for the server certificate (repeatable)")
     p.add_argument("--device", help="enroll this device id into certs/devices/<id>/")
-    p.add_argument("--days", type=_positive_int, default=pki.DEVICE_DAYS, help="device certificate lifetime")
+    p.add_argument("--days", type=positive_int, default=pki.DEVICE_DAYS, help="device certificate lifetime")
     p.add_argument("--force", action="store_true", help="issue a new certificate for an enrolled device")
     p.add_argument("--quiet", action="store_true", help="print nothing when nothing was created")
     p.set_defaults(fn=cmd_certs)
@@ -339,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--csr", required=True, help="the device's request (PEM)")
     p.add_argument("--device", help="expected device id (refuse a request for another id)")
     p.add_argument("--out", help="folder for cert.pem and ca.pem (default certs/devices/<id>/)")
-    p.add_argument("--days", type=_positive_int, default=pki.DEVICE_DAYS)
+    p.add_argument("--days", type=positive_int, default=pki.DEVICE_DAYS)
     p.set_defaults(fn=cmd_enroll)
 
     p = sub.add_parser("devices", help="list enrolled devices, their agents and last-seen times")

@@ -31,6 +31,10 @@ CODES: dict[str, grpc.StatusCode] = {
     "INTERNAL": grpc.StatusCode.INTERNAL,
     "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
     "CANCELLED": grpc.StatusCode.CANCELLED,
+    "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED,
+    "OUT_OF_RANGE": grpc.StatusCode.OUT_OF_RANGE,
+    "DATA_LOSS": grpc.StatusCode.DATA_LOSS,
+    "UNKNOWN": grpc.StatusCode.UNKNOWN,
     "OK": grpc.StatusCode.OK,
 }
 
