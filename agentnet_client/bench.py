@@ -512,6 +512,14 @@ class Bench:
         )
         for s in ("dur-an", "dur-raw"):
             await self.all_workers("close", lambda i, s=s: {"set": s})  # type: ignore[misc]
+        self.progress.step("durable: the store alone (no gRPC)")
+        try:
+            self.results["durable"]["store_only"] = await store_ceiling(
+                self.tmp / "store-only.db", self.ns.durable_messages, d * self.ns.durable_window
+            )
+        except Exception as exc:  # noqa: BLE001 - a diagnostic; the store's API may have moved
+            self.results["durable"]["store_only"] = {"error": f"{type(exc).__name__}: {exc}"}
+        self.progress.advance()
 
     async def sc_storm(self) -> None:
         k = self.ns.storm_sessions
@@ -541,7 +549,8 @@ class Bench:
         self.progress.step(f"storm: {k} sessions reconnect at once")
         cpu0 = self.an.cpu()
         replies = await self.all_workers(
-            "reopen", lambda i: {"set": "storm", "heads": heads, "jitter": self.ns.storm_jitter, "timeout": 60.0}
+            "reopen",
+            lambda i: {"set": "storm", "heads": heads, "jitter": self.ns.storm_jitter, "timeout": 60.0, "attempts": 60},
         )
         cpu1 = self.an.cpu()
         self.progress.advance()
@@ -567,6 +576,30 @@ class Bench:
         self.results["storm"] = res
         for s in ("storm", "storm-tx"):
             await self.all_workers("close", lambda i, s=s: {"set": s})  # type: ignore[misc]
+        if self.ns.no_raw:
+            return
+        # The same storm through the raw forwarder: TLS handshakes and register only (it has no
+        # log to replay), i.e. the transport's own floor for this many reconnects.
+        self.progress.step(f"storm: {k} sessions drop and reconnect to the raw forwarder")
+        await self.open_set("storm-raw", self.raw.addr, agents)
+        await self.raw.quiet(timeout=30)
+        await self.all_workers("drop", lambda i: {"set": "storm-raw"})
+        replies = await self.all_workers(
+            "reopen",
+            lambda i: {
+                "set": "storm-raw",
+                "heads": {},
+                "jitter": self.ns.storm_jitter,
+                "timeout": 60.0,
+                "attempts": 60,
+            },
+        )
+        res["raw_seconds_to_all_reconnected"] = max(r["all_done_seconds"] for r in replies)
+        res["raw_refused_attempts"] = sum(r["refused"] for r in replies)
+        res["raw_failed"] = sum(r["failed"] for r in replies)
+        res["ratio_to_raw"] = ratio(res["seconds_to_all_caught_up"], res["raw_seconds_to_all_reconnected"])
+        await self.all_workers("close", lambda i: {"set": "storm-raw"})
+        self.progress.advance()
 
     async def sc_idle(self) -> None:
         levels = sorted(self.ns.idle)
@@ -744,9 +777,9 @@ class Bench:
             if s in self.scenarios:
                 n += per_round
         if "durable" in self.scenarios:
-            n += 1
+            n += 2
         if "storm" in self.scenarios:
-            n += 3
+            n += 3 if self.ns.no_raw else 4
         if "idle" in self.scenarios:
             n += len(self.ns.idle) * (1 if self.ns.no_raw else 2)
         return n
@@ -803,6 +836,69 @@ class Bench:
             "results": self.results,
             "targets": self.verdicts(),
         }
+
+
+async def store_ceiling(path: pathlib.Path, n: int, window: int) -> dict[str, Any]:
+    """Acknowledged sends through the server's store alone (its writer thread with group commit,
+    SQLite synchronous=FULL), no gRPC: separates the store's limit from the transport's."""
+    import hashlib
+
+    from agentnet_server.store import ops
+    from agentnet_server.store.db import Database
+
+    from .bench_load import Hist
+
+    db = Database(f"sqlite:///{path}", "FULL", readers=1, batch=512)
+    await asyncio.to_thread(db.migrate)
+    db.start(asyncio.get_running_loop())
+    try:
+        await db.write(ops.register_agent, "bench", "store-bench", "store-bench", "store-bench", "", "", 0)
+        await db.write(ops.create_group, "store-bench", "store-bench", "", "", 0)
+        sem = asyncio.Semaphore(window)
+        hist = Hist()
+        done = asyncio.Event()
+        left = n
+
+        def finished(t0: int) -> Callable[[asyncio.Future[Any]], None]:
+            def cb(f: asyncio.Future[Any]) -> None:
+                nonlocal left
+                f.exception()
+                hist.add(time.monotonic_ns() - t0)
+                sem.release()
+                left -= 1
+                if not left:
+                    done.set()
+
+            return cb
+
+        t_start = time.monotonic()
+        for i in range(n):
+            await sem.acquire()
+            content = f"store bench {i}"
+            digest = hashlib.sha256(content.encode()).hexdigest()
+            t0 = time.monotonic_ns()
+            fut = db.write(
+                ops.send_message,
+                "store-bench",
+                "bench",
+                "group:store-bench",
+                f"s{i}",
+                digest,
+                content,
+                None,
+                (),
+                content,
+                b"",
+                "",
+                0,
+            )
+            fut.add_done_callback(finished(t0))
+        await done.wait()
+        seconds = time.monotonic() - t_start
+        lat = percentiles(hist.to_json(), (50, 99))
+        return {"commits_per_s": n / seconds, "p50_ms": lat["p50"], "p99_ms": lat["p99"], "transactions": db.commits}
+    finally:
+        await asyncio.to_thread(db.close)
 
 
 def _raise_nofile() -> None:
@@ -880,11 +976,26 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"{label:<24} {_cell(e, 'agentnet', d):>28} {_cell(e, 'raw', d):>28} {_cell(e, 'ratio', 2):>20}"
             )
+        so = sec.get("store_only")
+        if so:
+            lines.append(
+                f"{'store alone (no gRPC)':<24} "
+                + (
+                    f"{so['commits_per_s']:,.0f} acknowledged sends/s, p50 {so['p50_ms']:.1f} ms, "
+                    f"p99 {so['p99_ms']:.1f} ms, {so['transactions']:,} transactions"
+                    if "error" not in so
+                    else f"unavailable ({so['error']})"
+                )
+            )
         t = sec["totals"]
         lines.append(
             f"{'acks / errors':<24} {t['acks']:>20,} / {t['errors']:<5}  duplicates {t['duplicates']}, "
             f"lost {t['lost']} (raw: duplicates {t['raw_duplicates']}, lost {t['raw_lost']})"
         )
+        if t.get("ack_refused"):
+            lines.append(
+                f"  delivery acks refused as ACK_AHEAD: {t['ack_refused']} (a server race, see docs/performance.md)"
+            )
         if t["last_error"]:
             lines.append(f"  last error: {t['last_error']}")
     if "storm" in r:
@@ -901,6 +1012,12 @@ def render(report: dict[str, Any]) -> str:
             f"replayed {s['replayed']:,}, duplicates {s['duplicates']}, lost {s['lost']}"
         )
         lines.append(f"  server CPU {s['server_cpu_s']:.2f} s, RSS {s['server_rss_mib']:.0f} MiB")
+        if "raw_seconds_to_all_reconnected" in s:
+            lines.append(
+                f"  raw forwarder, same storm (handshake + register, nothing to replay): "
+                f"{s['raw_seconds_to_all_reconnected']:.2f} s, refused attempts {s['raw_refused_attempts']}, "
+                f"failed {s['raw_failed']}; agentnet / raw {s['ratio_to_raw']:.2f}"
+            )
         if s["last_error"]:
             lines.append(f"  last error: {s['last_error']}")
     if "idle" in r:
@@ -947,12 +1064,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--members", type=int, default=100, help="group members for fan-out and rate (default 100)")
     p.add_argument("--senders", type=int, default=4, help="senders in the group (default 4)")
-    p.add_argument("--messages", type=int, default=1000, help="messages per fan-out round (default 1000)")
+    p.add_argument("--messages", type=int, default=300, help="messages per fan-out round (default 300)")
     p.add_argument("--window", type=int, default=32, help="fan-out: messages in flight per sender (default 32)")
     p.add_argument("--rate", type=float, default=50.0, help="fixed-rate scenario: msg/s into the group (default 50)")
-    p.add_argument("--rate-seconds", type=float, default=4.0, help="length of one fixed-rate round (default 4)")
+    p.add_argument("--rate-seconds", type=float, default=3.0, help="length of one fixed-rate round (default 3)")
     p.add_argument("--durable-senders", type=int, default=64, help="concurrent durable senders (default 64)")
-    p.add_argument("--durable-messages", type=int, default=8000, help="acknowledged sends per round (default 8000)")
+    p.add_argument("--durable-messages", type=int, default=4000, help="acknowledged sends per round (default 4000)")
     p.add_argument("--durable-window", type=int, default=16, help="unacknowledged sends per sender (default 16)")
     p.add_argument("--storm-sessions", type=int, default=2000, help="sessions in the reconnect storm (default 2000)")
     p.add_argument("--storm-messages", type=int, default=10, help="messages each storm session misses (default 10)")

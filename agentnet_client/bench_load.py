@@ -206,6 +206,7 @@ class Lean:
         for f in self.waiters.values():
             if not f.done():
                 f.set_exception(Refused("dropped"))
+                f.exception()  # nobody may be waiting any more: no "never retrieved" noise
         self.waiters.clear()
 
     async def _read(self) -> None:
@@ -230,6 +231,7 @@ class Lean:
             for f in self.waiters.values():
                 if not f.done():
                     f.set_exception(err or Refused("stream ended"))
+                    f.exception()
             self.waiters.clear()
             # Sends still waiting for an answer will not get one on this stream.
             for sem, _ in self.windows.values():
