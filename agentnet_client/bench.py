@@ -550,7 +550,14 @@ class Bench:
         cpu0 = self.an.cpu()
         replies = await self.all_workers(
             "reopen",
-            lambda i: {"set": "storm", "heads": heads, "jitter": self.ns.storm_jitter, "timeout": 60.0, "attempts": 60},
+            lambda i: {
+                "set": "storm",
+                "heads": heads,
+                "jitter": self.ns.storm_jitter,
+                "timeout": 60.0,
+                "attempts": 1000,
+                "deadline": self.ns.storm_deadline,
+            },
         )
         cpu1 = self.an.cpu()
         self.progress.advance()
@@ -568,7 +575,9 @@ class Bench:
             "replayed": sum(r["received"] for r in replies),
             "duplicates": sum(r["dups"] for r in replies),
             "lost": sum(r["lost"] for r in replies),
+            "missing_not_back": sum(r["missing_not_back"] for r in replies),
             "last_error": next((r["last_error"] for r in replies if r["last_error"]), ""),
+            "deadline_s": self.ns.storm_deadline,
             "server_cpu_s": cpu1 - cpu0,
             "server_rss_mib": self.an.rss() / 2**20,
             "reconnect_jitter_s": self.ns.storm_jitter,
@@ -997,7 +1006,7 @@ def render(report: dict[str, Any]) -> str:
                 f"  delivery acks refused as ACK_AHEAD: {t['ack_refused']} (a server race, see docs/performance.md)"
             )
         if t["last_error"]:
-            lines.append(f"  last error: {t['last_error']}")
+            lines.append(f"  last error: {' '.join(t['last_error'].split())[:240]}")
     if "storm" in r:
         s = r["storm"]
         lines.append("")
@@ -1008,8 +1017,9 @@ def render(report: dict[str, Any]) -> str:
         )
         lines.append(f"  all caught up after       {s['seconds_to_all_caught_up']:.2f} s")
         lines.append(
-            f"  reconnected {s['reconnected']}, failed {s['failed']}, refused attempts {s['refused_attempts']}, "
-            f"replayed {s['replayed']:,}, duplicates {s['duplicates']}, lost {s['lost']}"
+            f"  reconnected {s['reconnected']}, not back within {s['deadline_s']:g} s {s['failed']}, "
+            f"refused attempts {s['refused_attempts']}, replayed {s['replayed']:,}, duplicates {s['duplicates']}, "
+            f"lost {s['lost']} (sessions that are back), {s['missing_not_back']} still owed to sessions not back"
         )
         lines.append(f"  server CPU {s['server_cpu_s']:.2f} s, RSS {s['server_rss_mib']:.0f} MiB")
         if "raw_seconds_to_all_reconnected" in s:
@@ -1019,7 +1029,7 @@ def render(report: dict[str, Any]) -> str:
                 f"failed {s['raw_failed']}; agentnet / raw {s['ratio_to_raw']:.2f}"
             )
         if s["last_error"]:
-            lines.append(f"  last error: {s['last_error']}")
+            lines.append(f"  last error: {' '.join(s['last_error'].split())[:240]}")
     if "idle" in r:
         i = r["idle"]
         lines.append("")
@@ -1073,6 +1083,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--durable-window", type=int, default=16, help="unacknowledged sends per sender (default 16)")
     p.add_argument("--storm-sessions", type=int, default=2000, help="sessions in the reconnect storm (default 2000)")
     p.add_argument("--storm-messages", type=int, default=10, help="messages each storm session misses (default 10)")
+    p.add_argument(
+        "--storm-deadline",
+        type=float,
+        default=120.0,
+        help="seconds after which storm sessions still not back are counted as failed (default 120)",
+    )
     p.add_argument("--storm-jitter", type=float, default=0.25, help="reconnect jitter in seconds (default 0.25)")
     p.add_argument(
         "--idle",
@@ -1111,6 +1127,10 @@ async def cmd_bench(ns: argparse.Namespace) -> int:
             return 2
     ns.senders = min(ns.senders, ns.members)
     bench = Bench(ns)
+    main = asyncio.current_task()
+    if main is not None:
+        # SIGTERM ends the run like Ctrl-C: the finally blocks stop the servers and workers.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     report = await bench.run()
     if ns.json:
         print(json.dumps(report, indent=2, ensure_ascii=False, default=_json_default))
