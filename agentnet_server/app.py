@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import uuid
 from typing import Any
 
 import grpc
@@ -25,6 +27,7 @@ from .hub import Hub, PresenceChange
 from .rpc import convert
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
+from .store import ops
 from .store.db import Database
 
 log = logging.getLogger("agentnet.server")
@@ -148,6 +151,8 @@ class App:
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE.full_name, health_pb2.HealthCheckResponse.SERVING)
+        if db.is_postgres:
+            await self._start_replication()
         http_port = await self._start_http()
         host = s.grpc_addr.rsplit(":", 1)[0]
         self.bound = Bound(port, http_port)
@@ -176,14 +181,63 @@ class App:
         self.http = gateway
         return port
 
+    async def _start_replication(self) -> None:
+        """On PostgreSQL several replicas may share the store: announce our changes, hear theirs."""
+        from .store.pubsub import Listener
+
+        assert self.db is not None
+        replica = uuid.uuid4().hex[:12]
+        self.db.replica = replica
+        remote: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.listener = Listener(self.settings.db, replica, asyncio.get_running_loop(), remote.put_nowait)
+        self.listener.start()
+        if not await asyncio.to_thread(self.listener.ready.wait, 10):
+            log.warning("the change listener is not connected yet; other replicas' changes may arrive late")
+
+        async def apply() -> None:
+            while True:
+                data = await remote.get()
+                try:
+                    await self.net.apply_remote(data)
+                except Exception:
+                    log.exception("could not apply a change from another replica")
+
+        self.tasks.append(asyncio.create_task(apply(), name="agentnet-replication"))
+
+        async def snapshots() -> None:
+            # Other replicas forget our agents 3 intervals after our last word (a crashed replica).
+            while True:
+                await asyncio.sleep(self.settings.heartbeat_interval)
+                self._announce_presence(sorted(self.hub.by_agent), [])
+
+        self.tasks.append(asyncio.create_task(snapshots(), name="agentnet-presence-snapshots"))
+        log.info("replica %s: sharing changes with other replicas of this PostgreSQL store", replica)
+
     def _on_read(self, agent_id: str, result: ReadResult) -> None:
         """Read markers apply to the agent: tell all its sessions (its other devices too)."""
         data = events_pb2.ServerEvent(read_markers=read_markers_event(result)).SerializeToString()
         self.hub.send_control((agent_id,), data)
 
-    def _broadcast_presence(self, changes: list[PresenceChange]) -> None:
-        names = {a.id: a.display_name for a in self.net.agents.values()}
-        self.hub.broadcast_presence(convert.presence(changes, names))
+    def _broadcast_presence(self, changes: list[PresenceChange], local: list[PresenceChange]) -> None:
+        if changes:
+            names = {a.id: a.display_name for a in self.net.agents.values()}
+            self.hub.broadcast_presence(convert.presence(changes, names))
+        if local and self.db is not None and self.db.replica is not None:
+            self._announce_presence(
+                [c.agent_id for c in local if c.online], [c.agent_id for c in local if not c.online]
+            )
+
+    def _announce_presence(self, online: list[str], offline: list[str]) -> None:
+        """Tell other replicas which agents are connected here (ids only, in chunks)."""
+        assert self.db is not None
+        replica = self.db.replica
+        for start in range(0, max(len(online), len(offline), 1), 200):
+            payload = json.dumps(
+                {"r": replica, "po": online[start : start + 200], "pf": offline[start : start + 200]},
+                separators=(",", ":"),
+            )
+            fut = self.db.write(ops.notify, payload)
+            fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
     def _on_revoked(self, fps: frozenset[str], devices: frozenset[str]) -> None:
         n = self.hub.close_where(
@@ -206,6 +260,8 @@ class App:
             if self.http is not None:
                 await self.http.stop()
             await self.server.stop(grace)
+        if getattr(self, "listener", None) is not None:
+            self.listener.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

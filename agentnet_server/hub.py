@@ -134,7 +134,7 @@ class Hub:
         queue_limit: int,
         control_limit: int = 4096,
         presence_batch: float = 0.1,
-        on_presence: Callable[[list[PresenceChange]], None] | None = None,
+        on_presence: Callable[[list[PresenceChange], list[PresenceChange]], None] | None = None,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.queue_limit = queue_limit
@@ -144,6 +144,10 @@ class Hub:
         self.by_agent: dict[str, set[Session]] = {}
         self.by_device: dict[str, set[Session]] = {}
         self._pending_presence: dict[str, PresenceChange] = {}
+        # Changes of this replica's own sessions, for other replicas of the same store.
+        self._pending_local: dict[str, PresenceChange] = {}
+        # agent -> replica -> when its last word on that agent expires (monotonic seconds).
+        self.remote: dict[str, dict[str, float]] = {}
         self._presence_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.published = 0
@@ -155,12 +159,15 @@ class Hub:
 
     def attach(self, session: Session) -> None:
         """Make the session reachable; the agent comes online with its first session."""
+        was_online = self.online(session.agent_id)
         sessions = self.by_agent.setdefault(session.agent_id, set())
         first = not sessions
         sessions.add(session)
         self.by_device.setdefault(session.device_id, set()).add(session)
         if first:
-            self._presence(PresenceChange(session.agent_id, True, _now_us()))
+            change = PresenceChange(session.agent_id, True, _now_us())
+            self._pending_local[change.agent_id] = change
+            self._presence(change if not was_online else None)
 
     def detach(self, session: Session) -> None:
         sessions = self.by_agent.get(session.agent_id)
@@ -168,7 +175,9 @@ class Hub:
             sessions.discard(session)
             if not sessions:
                 del self.by_agent[session.agent_id]
-                self._presence(PresenceChange(session.agent_id, False, _now_us()))
+                change = PresenceChange(session.agent_id, False, _now_us())
+                self._pending_local[change.agent_id] = change
+                self._presence(change if not self.online(session.agent_id) else None)
         devs = self.by_device.get(session.device_id)
         if devs is not None:
             devs.discard(session)
@@ -180,10 +189,39 @@ class Hub:
             yield from sessions
 
     def online(self, agent_id: str) -> bool:
-        return agent_id in self.by_agent
+        """Connected here, or (with several replicas) on another replica."""
+        return agent_id in self.by_agent or agent_id in self.remote
 
     def online_agents(self) -> set[str]:
-        return set(self.by_agent)
+        return set(self.by_agent) | set(self.remote)
+
+    def remote_presence(self, replica: str, online: Iterable[str], offline: Iterable[str], ttl: float) -> None:
+        """What another replica says about its sessions; its word on an agent lasts `ttl` seconds."""
+        expires = time.monotonic() + ttl
+        for agent in online:
+            was = self.online(agent)
+            self.remote.setdefault(agent, {})[replica] = expires
+            if not was:
+                self._presence(PresenceChange(agent, True, _now_us()))
+        for agent in offline:
+            self._forget_remote(agent, replica)
+
+    def _forget_remote(self, agent: str, replica: str) -> None:
+        replicas = self.remote.get(agent)
+        if replicas is None or replica not in replicas:
+            return
+        del replicas[replica]
+        if not replicas:
+            del self.remote[agent]
+        if not self.online(agent):
+            self._presence(PresenceChange(agent, False, _now_us()))
+
+    def _expire_remote(self) -> None:
+        now = time.monotonic()
+        for agent, replicas in list(self.remote.items()):
+            for replica, expires in list(replicas.items()):
+                if expires < now:
+                    self._forget_remote(agent, replica)
 
     def device_sessions(self, device_id: str) -> int:
         return len(self.by_device.get(device_id, ()))
@@ -214,17 +252,21 @@ class Hub:
 
     # -- presence -----------------------------------------------------------------------------
 
-    def _presence(self, change: PresenceChange) -> None:
-        self._pending_presence[change.agent_id] = change
+    def _presence(self, change: PresenceChange | None) -> None:
+        """Queue a change of the network-wide presence (None: only the local view changed)."""
+        if change is not None:
+            self._pending_presence[change.agent_id] = change
         if self._presence_task is None or self._presence_task.done():
             self._presence_task = asyncio.get_running_loop().create_task(self._flush_presence())
 
     async def _flush_presence(self) -> None:
         await asyncio.sleep(self.presence_batch)
         changes = list(self._pending_presence.values())
+        local = list(self._pending_local.values())
         self._pending_presence.clear()
-        if changes and self.on_presence is not None:
-            self.on_presence(changes)
+        self._pending_local.clear()
+        if (changes or local) and self.on_presence is not None:
+            self.on_presence(changes, local)
 
     def broadcast_presence(self, data: bytes) -> None:
         for s in self.sessions():
@@ -239,6 +281,7 @@ class Hub:
         limit = 3 * self.heartbeat_interval
         while True:
             await asyncio.sleep(self.heartbeat_interval / 4)
+            self._expire_remote()
             cutoff = time.monotonic() - limit
             for s in list(self.sessions()):
                 if s.last_activity < cutoff and s.closing is None:

@@ -20,7 +20,6 @@ from ..config import Settings
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..hub import FEED, MESSAGE, Envelope, Hub
 from ..records import (
-    DM_PREFIX,
     GROUP_PREFIX,
     INBOX_PREFIX,
     AgentRec,
@@ -31,6 +30,7 @@ from ..records import (
     MessageRec,
     SendResult,
     dm_conv,
+    dm_parties,
     group_conv,
     inbox_conv,
     now_us,
@@ -394,6 +394,22 @@ class Network:
         )
         return fut, unresolved
 
+    async def refresh_for_send(self, agent_id: str, target: Target, content: str, explicit: Sequence[str]) -> None:
+        """With several replicas, caches trail the store by a notification: when a send's checks
+        would fail on the cache (not a member, unknown peer, unresolved mention), re-read first."""
+        if self.db.replica is None:
+            return
+        if target.to_agent and target.to_agent not in self.agents:
+            rec = await self.db.read(ops.agent_get, target.to_agent)
+            if rec is not None:
+                self._cache_agent(rec)
+        if target.group_id:
+            stale = not self.is_member(agent_id, target.group_id)
+            if not stale and ("@" in content or explicit):
+                stale = bool(self._mentions(agent_id, target, content, explicit)[1])
+            if stale:
+                await self._refresh_group(target.group_id)
+
     async def send(
         self,
         agent_id: str,
@@ -405,6 +421,7 @@ class Network:
         explicit_mentions: Sequence[str] = (),
         signed: SignedFields = SignedFields(),
     ) -> Sent:
+        await self.refresh_for_send(agent_id, target, content, explicit_mentions)
         fut, unresolved = self.submit_send(
             agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed
         )
@@ -473,8 +490,12 @@ class Network:
         # client's cache can outlive a membership or a server reset, and must still reconnect.
         stale = [c for c in given if c != mine and c not in heads_and_starts]
         if stale:
-            log.info("agent %s resumed with %d cursor(s) for conversations it is not in: %s", agent_id,
-                     len(stale), ", ".join(sorted(stale)[:5]))
+            log.info(
+                "agent %s resumed with %d cursor(s) for conversations it is not in: %s",
+                agent_id,
+                len(stale),
+                ", ".join(sorted(stale)[:5]),
+            )
         cursors: dict[str, int | None] = {}
         heads: dict[str, int] = {}
         for conv, (last, start) in heads_and_starts.items():
@@ -514,6 +535,64 @@ class Network:
         if cursors:
             await self.db.write(ops.ack, agent_id, device, list(cursors))
 
+    # -- other replicas ------------------------------------------------------------------------
+
+    async def apply_remote(self, data: dict[str, Any]) -> None:
+        """Changes another replica committed: refresh the caches, then push to local sessions.
+
+        Envelopes go through the same cursor rules as local ones, so a notification that arrives
+        late, twice or out of order only causes a store read, never a gap or a duplicate."""
+        if data.get("resync"):
+            await self._resync()
+            return
+        if "po" in data or "pf" in data:
+            self.hub.remote_presence(
+                str(data.get("r")), data.get("po", ()), data.get("pf", ()), 3 * self.settings.heartbeat_interval
+            )
+        for agent_id in data.get("a", ()):
+            rec = await self.db.read(ops.agent_get, agent_id)
+            if rec is not None:
+                self._cache_agent(rec)
+        for group_id in data.get("g", ()):
+            await self._refresh_group(group_id)
+        for conv, lo in _lowest(data.get("m", ())).items():
+            if conv.startswith(GROUP_PREFIX):
+                audience: Iterable[str] = self.members.get(conv[len(GROUP_PREFIX) :], ())
+            else:
+                audience = dm_parties(conv)
+            if any(self.hub.online(a) for a in audience):
+                for env in await self.fetch("", conv, lo - 1):
+                    self.hub.publish(env, audience)
+        for agent, lo in _lowest(data.get("f", ())).items():
+            if self.hub.online(agent):
+                for env in await self.fetch(agent, inbox_conv(agent), lo - 1):
+                    self.hub.publish(env, (agent,))
+
+    async def _refresh_group(self, group_id: str) -> None:
+        rows = await self.db.read(ops.members_page, group_id, "", 10**9)
+        now = {m.agent_id: m for m in rows}
+        for agent_id in now.keys() - self.agents.keys():
+            rec = await self.db.read(ops.agent_get, agent_id)
+            if rec is not None:
+                self._cache_agent(rec)
+        before = set(self.members.get(group_id, ()))
+        for agent_id in before - now.keys():
+            self._cache_leave(group_id, agent_id)
+        for agent_id, m in now.items():
+            if agent_id not in before:
+                self._cache_join(group_id, m)
+
+    async def _resync(self) -> None:
+        """After missing notifications: re-read the caches and let every session catch up."""
+        for a in await self.db.read(ops.agents_all):
+            self._cache_agent(a)
+        groups = {m.group_id for m in await self.db.read(ops.members_all)} | set(self.members)
+        for group_id in groups:
+            await self._refresh_group(group_id)
+        for s in self.hub.sessions():
+            s.lagging = True
+            s.wake.set()
+
     def on_acked(self, agent_id: str, cursors: Sequence[tuple[str, int]]) -> None:
         """Hook after a delivery ack is stored (receipts use it)."""
 
@@ -532,6 +611,13 @@ class Network:
 def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("background write failed: %s", fut.exception())
+
+
+def _lowest(pairs: Iterable[Sequence[Any]]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for key, seq in pairs:
+        out[key] = min(int(seq), out.get(key, int(seq)))
+    return out
 
 
 def _ref_key(item: FeedRec) -> Any:

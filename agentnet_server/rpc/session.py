@@ -455,6 +455,7 @@ class Conn:
         signed = SignedFields(
             m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time), self.peer.cert
         )
+        await self.net.refresh_for_send(self.s.agent_id, target, m.content, list(m.mentions))
         fut, unresolved = self.net.submit_send(
             self.s.agent_id,
             self.peer.device_id,

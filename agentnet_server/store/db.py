@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import pathlib
 import queue
@@ -49,6 +50,36 @@ def open_database(url: str, synchronous: str = "FULL") -> pw.Database:
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
 
 
+class Changes:
+    """What one write transaction changed that other server replicas must hear about (ids only)."""
+
+    __slots__ = ("agents", "feed", "groups", "messages")
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, int]] = []
+        self.feed: list[tuple[str, int]] = []
+        self.agents: set[str] = set()
+        self.groups: set[str] = set()
+
+    def payloads(self, replica: str, limit: int = 7000) -> list[str]:
+        """JSON notifications under PostgreSQL's 8000-byte payload limit."""
+        items: list[tuple[str, Any]] = [("a", a) for a in sorted(self.agents)] + [("g", g) for g in sorted(self.groups)]
+        items += [("m", m) for m in self.messages] + [("f", f) for f in self.feed]
+        out: list[str] = []
+        chunk: dict[str, list[Any]] = {}
+        size = 0
+        for key, value in items:
+            piece = len(json.dumps(value)) + 1
+            if chunk and size + piece > limit:
+                out.append(json.dumps({"r": replica, **chunk}, separators=(",", ":")))
+                chunk, size = {}, 0
+            chunk.setdefault(key, []).append(value)
+            size += piece
+        if chunk:
+            out.append(json.dumps({"r": replica, **chunk}, separators=(",", ":")))
+        return out
+
+
 class Tx:
     """Raw SQL helpers bound to one connection. SQL is written with '?' placeholders."""
 
@@ -56,6 +87,8 @@ class Tx:
         self.db = db
         self.pg = isinstance(db, pw.PostgresqlDatabase)
         self._cache: dict[str, str] = {}
+        # Filled by write operations in the writer thread (see Database.replica).
+        self.changes = Changes()
 
     def sql(self, text: str) -> str:
         if not self.pg:
@@ -134,6 +167,9 @@ class Database:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
         self.committed_ops = 0
+        # Set on PostgreSQL with several replicas: each write transaction then announces what it
+        # changed with pg_notify, delivered to the other replicas only if it commits.
+        self.replica: str | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -240,13 +276,18 @@ class Database:
         if not self.db.is_closed():
             self.db.close()
 
-    def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+    def _apply(self, batch: list[_Op], attempt: int = 0) -> list[tuple[bool, Any]]:
         try:
             results = self._apply_in_one(batch)
             self.commits += 1
             self.committed_ops += sum(1 for ok, _ in results if ok)
             return results
         except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
+            if "deadlock detected" in str(exc) or "could not serialize" in str(exc):
+                # Two replicas took row locks in different orders; PostgreSQL chose this one.
+                self._reset_connection()
+                if attempt < 3:
+                    return self._apply(batch, attempt + 1)
             if len(batch) == 1:
                 log.warning("store write failed: %s: %s", type(exc).__name__, exc)
                 self._reset_connection()
@@ -257,12 +298,16 @@ class Database:
 
     def _apply_in_one(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
+        self.tx.changes = changes = Changes()
         with self._atomic():
             for op in batch:
                 try:
                     results.append((True, op.fn(self.tx, *op.args)))
                 except AgentnetError as exc:
                     results.append((False, exc))
+            if self.replica is not None:
+                for payload in changes.payloads(self.replica):
+                    self.tx.exec("SELECT pg_notify('agentnet', ?)", (payload,))
         return results
 
     def _reset_connection(self) -> None:

@@ -63,6 +63,7 @@ def register_agent(
     max_agents_per_device: int,
 ) -> tuple[AgentRec, bool]:
     """Create the agent owned by `device`, or update it if `device` may act as it."""
+    tx.changes.agents.add(agent_id)  # (a refused request only makes other replicas re-read it)
     existing = agent_get(tx, agent_id)
     holder = tx.one("SELECT id FROM agent WHERE name_key = ? AND id <> ?", (name_key, agent_id))
     if existing is not None:
@@ -116,6 +117,7 @@ def register_agent(
 
 
 def authorize_device(tx: Tx, owner_device: str, agent_id: str, device: str) -> AgentRec:
+    tx.changes.agents.add(agent_id)
     existing = agent_get(tx, agent_id)
     if existing is None:
         raise NotFound(f"agent {agent_id!r} does not exist", reason="AGENT_NOT_FOUND")
@@ -137,6 +139,11 @@ def authorize_device(tx: Tx, owner_device: str, agent_id: str, device: str) -> A
         existing.create_time,
         existing.last_seen,
     )
+
+
+def notify(tx: Tx, payload: str) -> None:
+    """A change notification for other replicas of a PostgreSQL store (sent when this commits)."""
+    tx.exec("SELECT pg_notify('agentnet', ?)", (payload,))
 
 
 def touch_seen(tx: Tx, agent_id: str, device: str, t: int) -> None:
@@ -203,6 +210,7 @@ def _check_group_quota(tx: Tx, agent_id: str, max_groups: int) -> None:
 def create_group(
     tx: Tx, agent_id: str, group_id: str, title: str, description: str, max_groups: int
 ) -> tuple[GroupRec, MemberRec]:
+    tx.changes.groups.add(group_id)
     if tx.one("SELECT 1 FROM agent_group WHERE id = ?", (group_id,)) is not None:
         raise AlreadyExists(f"group {group_id!r} already exists; join it instead", reason="GROUP_EXISTS")
     _check_group_quota(tx, agent_id, max_groups)
@@ -223,6 +231,7 @@ def join_group(
     tx: Tx, agent_id: str, group_id: str, create_if_missing: bool, title: str, max_groups: int
 ) -> tuple[GroupRec, MemberRec, bool]:
     """Returns (group, membership, newly_joined)."""
+    tx.changes.groups.add(group_id)
     group = group_get(tx, group_id)
     if group is None:
         if not create_if_missing:
@@ -254,6 +263,7 @@ def join_group(
 
 
 def leave_group(tx: Tx, agent_id: str, group_id: str) -> bool:
+    tx.changes.groups.add(group_id)
     if tx.one("SELECT 1 FROM agent_group WHERE id = ?", (group_id,)) is None:
         raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")
     return tx.exec("DELETE FROM member WHERE group_id = ? AND agent = ?", (group_id, agent_id)) > 0
@@ -333,6 +343,7 @@ def _feed_append(
     seq = tx.scalar("UPDATE agent SET feed_seq = feed_seq + 1 WHERE id = ? RETURNING feed_seq", (agent,))
     if seq is None:
         raise NotFound(f"agent {agent!r} does not exist", reason="AGENT_NOT_FOUND")
+    tx.changes.feed.append((agent, seq))
     tx.exec(
         "INSERT INTO feed (agent, seq, kind, conv, message_seq, task_id, task_version, actor, excerpt, "
         "in_inbox, read_time, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
@@ -392,6 +403,7 @@ def send_message(
     seq = tx.scalar("UPDATE conversation SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (conv,))
     if seq is None:
         raise FailedPrecondition(f"conversation {conv!r} does not exist", reason="CONVERSATION_NOT_FOUND")
+    tx.changes.messages.append((conv, seq))
     t = now_us()
     tx.exec(
         f"INSERT INTO message ({_MSG_COLS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
