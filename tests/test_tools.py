@@ -129,8 +129,12 @@ def test_grpcurl_drives_unary_calls_and_the_stream(server: ServerProc) -> None:
 
 
 def run_cli(server: ServerProc, device: str, *args: str, agent: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, AGENTNET_SERVER=server.addr, AGENTNET_DEVICE_DIR=str(server.certs.device_dir(device)),
-               AGENTNET_CACHE_DIR=str(server.workdir / "caches"))
+    env = dict(
+        os.environ,
+        AGENTNET_SERVER=server.addr,
+        AGENTNET_DEVICE_DIR=str(server.certs.device_dir(device)),
+        AGENTNET_CACHE_DIR=str(server.workdir / "caches"),
+    )
     if agent:
         env["AGENTNET_AGENT"] = agent
     return subprocess.run([str(BIN / "agentnet"), *args], capture_output=True, text=True, env=env, timeout=60)
