@@ -1133,10 +1133,21 @@ async def cmd_bench(ns: argparse.Namespace) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     report = await bench.run()
     if ns.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False, default=_json_default))
+        print(json.dumps(_no_nan(report), indent=2, ensure_ascii=False, default=_json_default, allow_nan=False))
     else:
         print(render(report))
     return 0
+
+
+def _no_nan(v: Any) -> Any:
+    """NaN (a figure that could not be measured) becomes null: strict JSON for other tools."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return v
 
 
 def _json_default(v: Any) -> Any:
