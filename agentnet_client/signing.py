@@ -176,12 +176,15 @@ class Signer:
         return self.sign(data), now
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def verify(cert: x509.Certificate, signature: bytes, data: bytes) -> bool:
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False
     try:
-        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        key.verify(signature, data, _ECDSA_SHA256)
         return True
     except InvalidSignature:
         return False

@@ -148,6 +148,8 @@ class Hub:
         self._pending_local: dict[str, PresenceChange] = {}
         # agent -> replica -> when its last word on that agent expires (monotonic seconds).
         self.remote: dict[str, dict[str, float]] = {}
+        self.presence_version = 0  # bumped with every broadcast of presence changes
+        self.session_count = 0
         self._presence_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.published = 0
@@ -163,6 +165,7 @@ class Hub:
         sessions = self.by_agent.setdefault(session.agent_id, set())
         first = not sessions
         sessions.add(session)
+        self.session_count += 1
         self.by_device.setdefault(session.device_id, set()).add(session)
         if first:
             change = PresenceChange(session.agent_id, True, _now_us())
@@ -173,6 +176,7 @@ class Hub:
         sessions = self.by_agent.get(session.agent_id)
         if sessions is not None and session in sessions:
             sessions.discard(session)
+            self.session_count -= 1
             if not sessions:
                 del self.by_agent[session.agent_id]
                 change = PresenceChange(session.agent_id, False, _now_us())
@@ -260,9 +264,13 @@ class Hub:
             self._presence_task = asyncio.get_running_loop().create_task(self._flush_presence())
 
     async def _flush_presence(self) -> None:
-        await asyncio.sleep(self.presence_batch)
+        # The window grows with the number of sessions: every flush is one write per session, so a
+        # reconnect storm of thousands costs a few broadcasts, not one per arriving agent.
+        await asyncio.sleep(max(self.presence_batch, min(2.0, self.session_count / 2000)))
         changes = list(self._pending_presence.values())
         local = list(self._pending_local.values())
+        if changes:
+            self.presence_version += 1  # once per window, so cached rosters are rebuilt rarely
         self._pending_presence.clear()
         self._pending_local.clear()
         if (changes or local) and self.on_presence is not None:

@@ -8,6 +8,7 @@ committed the message under.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import uuid
@@ -69,6 +70,21 @@ class SignedFields:
     cert: x509.Certificate | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedSend:
+    """A send whose fields passed validation."""
+
+    agent_id: str
+    device: str
+    target: Target
+    conv: str
+    client_msg_id: str
+    content: str
+    payload_json: str | None
+    explicit: tuple[str, ...]
+    signed: SignedFields
+
+
 def excerpt(text: str) -> str:
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
 
@@ -82,8 +98,11 @@ class Network:
         self.name_keys: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}
         self.agent_groups: dict[str, set[str]] = {}
+        self.agents_version = 0  # bumped when an agent's profile changes (caches key on it)
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
+        # Signature checks run here, off the event loop.
+        self.crypto = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="agentnet-crypto")
         # Set by the tasks module: loads the tasks that feed items refer to.
         self.task_refs: Any = None
 
@@ -125,6 +144,7 @@ class Network:
     # -- registry -----------------------------------------------------------------------------
 
     def _cache_agent(self, a: AgentRec) -> None:
+        self.agents_version += 1
         old = self.agents.get(a.id)
         if old is not None:
             self.name_keys.pop(validate.name_key(old.display_name), None)
@@ -312,11 +332,6 @@ class Network:
     def _mentions(
         self, agent_id: str, target: Target, content: str, explicit: Sequence[str]
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if len(explicit) > self.settings.max_mentions:
-            raise InvalidArgument(
-                f"{len(explicit)} explicit mentions; the limit is {self.settings.max_mentions}",
-                reason="TOO_MANY_MENTIONS",
-            )
         if not target.group_id:
             return (), ()  # a direct message reaches its recipient anyway
         if "@" not in content and not explicit:
@@ -338,7 +353,7 @@ class Network:
         unresolved = (*(found.unresolved if found else ()), *unresolved_explicit)
         return tuple(agents), tuple(dict.fromkeys(unresolved))
 
-    def submit_send(
+    def prepare_send(
         self,
         agent_id: str,
         device: str,
@@ -348,48 +363,71 @@ class Network:
         payload: dict[str, Any] | None,
         explicit_mentions: Sequence[str] = (),
         signed: SignedFields = SignedFields(),
-    ) -> tuple[asyncio.Future[SendResult], tuple[str, ...]]:
-        """Validate and queue a send without waiting (keeps a stream's sends in order).
-
-        Returns the future of the committed result and the mentions that did not resolve."""
+    ) -> PreparedSend:
+        """Check a send's fields (everything but the signature, which check_signature does)."""
         conv = self.conversation_of(agent_id, target)
         client_msg_id = validate.client_id("client_msg_id", client_msg_id or f"srv-{uuid.uuid4().hex}")
         validate.content(content, self.settings.max_content_bytes, payload is not None)
         payload_json = validate.payload(payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
+        if len(explicit_mentions) > self.settings.max_mentions:
+            raise InvalidArgument(
+                f"{len(explicit_mentions)} explicit mentions; the limit is {self.settings.max_mentions}",
+                reason="TOO_MANY_MENTIONS",
+            )
         if target.group_id and target.group_id in self.members and not self.is_member(agent_id, target.group_id):
             # Fast refusal; the writer re-checks membership under the transaction either way.
             raise PermissionDenied(
                 f"agent {agent_id!r} is not a member of group {target.group_id!r}; join it first",
                 reason="NOT_A_MEMBER",
             )
-        signatures.check_message(
-            signed.cert,
-            device,
-            agent_id,
-            f"group:{target.group_id}" if target.group_id else f"agent:{target.to_agent}",
-            client_msg_id,
-            content,
-            payload_json,
-            signed.signature,
-            signed.sign_time,
+        return PreparedSend(
+            agent_id, device, target, conv, client_msg_id, content, payload_json, tuple(explicit_mentions), signed
+        )
+
+    async def check_signature(self, p: PreparedSend) -> None:
+        """The device signature, checked on a worker thread (the crypto releases the GIL)."""
+        s = p.signed
+        if not s.signature and not self.settings.require_signatures:
+            return
+        target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
+        args = (
+            s.cert,
+            p.device,
+            p.agent_id,
+            target,
+            p.client_msg_id,
+            p.content,
+            p.payload_json,
+            s.signature,
+            s.sign_time,
             self.settings.require_signatures,
         )
-        resolved, unresolved = self._mentions(agent_id, target, content, explicit_mentions)
-        digest = validate.digest(conv, content, payload_json)
+        if not s.signature:
+            signatures.check_message(*args)  # raises SIGNATURE_MISSING at once
+            return
+        await asyncio.get_running_loop().run_in_executor(self.crypto, signatures.check_message, *args)
+
+    def enqueue_send(self, p: PreparedSend) -> tuple[asyncio.Future[SendResult], tuple[str, ...]]:
+        """Queue a checked send for commit without waiting (keeps a stream's sends in order).
+
+        Returns the future of the committed result and the mentions that did not resolve."""
+        resolved, unresolved = self._mentions(p.agent_id, p.target, p.content, p.explicit)
+        digest = validate.digest(p.conv, p.content, p.payload_json)
+        s = p.signed
         fut = self.db.write(
             ops.send_message,
-            agent_id,
-            device,
-            conv,
-            client_msg_id,
+            p.agent_id,
+            p.device,
+            p.conv,
+            p.client_msg_id,
             digest,
-            content,
-            payload_json,
+            p.content,
+            p.payload_json,
             resolved,
-            excerpt(content),
-            signed.signature,
-            signed.signer_fp,
-            signed.sign_time,
+            excerpt(p.content),
+            s.signature,
+            s.signer_fp,
+            s.sign_time,
             on_commit=self._fan_out,
         )
         return fut, unresolved
@@ -421,10 +459,10 @@ class Network:
         explicit_mentions: Sequence[str] = (),
         signed: SignedFields = SignedFields(),
     ) -> Sent:
+        p = self.prepare_send(agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed)
         await self.refresh_for_send(agent_id, target, content, explicit_mentions)
-        fut, unresolved = self.submit_send(
-            agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed
-        )
+        await self.check_signature(p)
+        fut, unresolved = self.enqueue_send(p)
         result = await fut
         return Sent(result, () if result.duplicate else unresolved)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -25,14 +25,15 @@ from ..domain.inbox import Inbox, ReadResult
 from ..domain.network import Network, SignedFields, Target
 from ..domain.tasks import Tasks, TaskSigned
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
-from ..hub import Envelope, Hub, Session
-from ..records import DM_PREFIX, INBOX_PREFIX, SendResult, inbox_conv, now_us
+from ..hub import Envelope, Hub, PresenceChange, Session
+from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, SendResult, dm_parties, inbox_conv, now_us
 from . import convert, status
 
 log = logging.getLogger("agentnet.session")
 
 MAX_REQUEST_ID = 64
 MAX_CURSORS = 10_000
+FULL_ROSTER = 500  # networks up to this many agents send every agent in agent_list
 REPLAY_PAGE = 500
 REGISTER_TIMEOUT_INTERVALS = 3
 
@@ -79,6 +80,43 @@ class SessionService:
         self.inbox: Inbox | None = None
         self.tasks: Tasks | None = None
         self.limiter: Any = None  # per-device event limiter (set by the app)
+        self._roster: tuple[tuple[int, int], bytes, bytes] | None = None
+
+    def _roster_bytes(self) -> tuple[bytes, bytes]:
+        """The agent list and a presence snapshot, serialized once per change of agents or presence
+        (not once per session: a reconnect storm would otherwise cost O(sessions x agents))."""
+        key = (self.net.agents_version, self.hub.presence_version)
+        if self._roster is None or self._roster[0] != key:
+            agents = list(self.net.agents.values())
+            agent_list = events_pb2.ServerEvent(
+                agent_list=events_pb2.AgentList(agents=[convert.agent(a, self.hub.online(a.id)) for a in agents])
+            ).SerializeToString()
+            snapshot = convert.presence(
+                [PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in agents],
+                {a.id: a.display_name for a in agents},
+                snapshot=True,
+            )
+            self._roster = (key, agent_list, snapshot)
+        return self._roster[1], self._roster[2]
+
+    def agent_list(self, agent_id: str, conversations: Iterable[str]) -> bytes:
+        """All agents, or in a large network (more than FULL_ROSTER) the ones this agent shares a
+        group or direct messages with; ListAgents pages through everyone."""
+        if len(self.net.agents) <= FULL_ROSTER:
+            return self._roster_bytes()[0]
+        related = {agent_id}
+        for conv in conversations:
+            if conv.startswith(GROUP_PREFIX):
+                related |= self.net.members.get(conv[len(GROUP_PREFIX) :], set())
+            elif conv.startswith(DM_PREFIX):
+                related.update(dm_parties(conv))
+        agents = [self.net.agents[a] for a in sorted(related) if a in self.net.agents]
+        return events_pb2.ServerEvent(
+            agent_list=events_pb2.AgentList(agents=[convert.agent(a, self.hub.online(a.id)) for a in agents])
+        ).SerializeToString()
+
+    def presence_snapshot(self) -> bytes:
+        return self._roster_bytes()[1]
 
     async def handle(
         self, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent], context: grpc.aio.ServicerContext
@@ -185,10 +223,12 @@ class Conn:
 
     async def _live(self) -> AsyncIterator[bytes]:
         s = self.s
+        cursors = s.cursors
         while True:
             if s.control:
+                # One reply, then one delivery: neither a busy sender's acks nor a fan-out
+                # storm starves the other.
                 yield s.control.popleft()
-                continue
             if s.closing is not None:
                 return
             if s.lagging:
@@ -197,11 +237,21 @@ class Conn:
                 continue
             if s.presence_stale:
                 s.presence_stale = False
-                yield self._presence_snapshot()
+                yield self.svc.presence_snapshot()
                 continue
             if s.queue:
-                async for data in self._deliver(s.queue.popleft()):
-                    yield data
+                env = s.queue.popleft()
+                cur = cursors.get(env.conv, -1)
+                if cur is not None and cur >= 0 and env.seq == cur + 1:
+                    # The common case, without a generator per delivery. The cursor moves first:
+                    # the client may ack this event before the write returns.
+                    cursors[env.conv] = env.seq
+                    yield convert.encode(env)
+                else:
+                    async for data in self._deliver(env):
+                        yield data
+                continue
+            if s.control:
                 continue
             s.wake.clear()
             await s.wake.wait()
@@ -223,8 +273,8 @@ class Conn:
             cur = cursors.get(env.conv)
             if cur is None or env.seq <= cur:
                 return
-        yield convert.encode(env)
         cursors[env.conv] = env.seq
+        yield convert.encode(env)
 
     async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[bytes]:
         """Deliver from the store after this stream's cursor, until the store has no more (or upto)."""
@@ -246,9 +296,9 @@ class Conn:
                     history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=cur + 1, to_seq=envs[0].seq - 1)
                 ).SerializeToString()
             for env in envs:
-                yield convert.encode(env)
                 s.cursors[conv] = env.seq
                 self.replayed += 1
+                yield convert.encode(env)
             while s.control:
                 yield s.control.popleft()
             if not full_page:
@@ -274,12 +324,6 @@ class Conn:
             async for data in self._catch_up(conv):
                 yield data
         s.presence_stale = True
-
-    def _presence_snapshot(self) -> bytes:
-        from ..hub import PresenceChange
-
-        changes = [PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in self.net.agents.values()]
-        return convert.presence(changes, {a.id: a.display_name for a in self.net.agents.values()}, snapshot=True)
 
     # -- reader -------------------------------------------------------------------------------
 
@@ -415,13 +459,7 @@ class Conn:
             )
         )
         self.hub.attach(s)
-        self.reply(
-            events_pb2.ServerEvent(
-                agent_list=events_pb2.AgentList(
-                    agents=[convert.agent(x, self.hub.online(x.id)) for x in self.net.agents.values()]
-                )
-            )
-        )
+        self.s.push_control(self.svc.agent_list(rec.id, cursors))
         log.info("session %s: %s registered agent %s%s", s.id, self.peer.short, rec.id, " (new)" if created else "")
 
     async def on_join(self, ev: events_pb2.ClientEvent) -> None:
@@ -455,8 +493,7 @@ class Conn:
         signed = SignedFields(
             m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time), self.peer.cert
         )
-        await self.net.refresh_for_send(self.s.agent_id, target, m.content, list(m.mentions))
-        fut, unresolved = self.net.submit_send(
+        p = self.net.prepare_send(
             self.s.agent_id,
             self.peer.device_id,
             target,
@@ -466,6 +503,10 @@ class Conn:
             list(m.mentions),
             signed,
         )
+        await self.net.refresh_for_send(self.s.agent_id, target, m.content, p.explicit)
+        # Awaited here, before the next event is read: a stream's sends still commit in order.
+        await self.net.check_signature(p)
+        fut, unresolved = self.net.enqueue_send(p)
         self.inflight += 1
         rid = ev.request_id
         fut.add_done_callback(lambda f: self._send_done(f, rid, unresolved))
