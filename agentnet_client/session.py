@@ -160,6 +160,7 @@ class SessionClient:
         self._cursors: dict[str, int] = cache.cursors() if cache else {}
         # event_queue=0: do not queue events for the application (cache and cursors only).
         self._queue_events = event_queue > 0
+        self._overflowed = False
         self._events: asyncio.Queue[events_pb2.ServerEvent] = asyncio.Queue(max(event_queue, 1))
         self._state_changed = asyncio.Condition()
         self._outbox: dict[str, events_pb2.SendMessage] = dict(cache.outbox()) if cache else {}
@@ -169,6 +170,7 @@ class SessionClient:
         self._call: Any = None
         self._wlock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
         self._conn_task: asyncio.Task[None] | None = None
         self._closing = False
         self._acked: dict[str, int] = {}
@@ -231,16 +233,31 @@ class SessionClient:
 
     async def events(self) -> AsyncIterator[events_pb2.ServerEvent]:
         while True:
-            yield await self._events.get()
+            yield self._taken(await self._events.get())
 
     def get_event_nowait(self) -> events_pb2.ServerEvent | None:
         try:
-            return self._events.get_nowait()
+            return self._taken(self._events.get_nowait())
         except asyncio.QueueEmpty:
             return None
 
     async def next_event(self, timeout: float | None = None) -> events_pb2.ServerEvent:
-        return await asyncio.wait_for(self._events.get(), timeout)
+        return self._taken(await asyncio.wait_for(self._events.get(), timeout))
+
+    def _taken(self, ev: events_pb2.ServerEvent) -> events_pb2.ServerEvent:
+        """The application has the event: only now may the server count it as delivered."""
+        key = sequenced(ev, self.agent.id)
+        if key is not None and key[1] > self._acked.get(key[0], 0):
+            self._acked[key[0]] = key[1]
+            self._ack_dirty = True
+        if self._overflowed and self._events.qsize() <= self._events.maxsize // 2:
+            # Events were dropped while the queue was full (the cursors stayed put): reconnect,
+            # and the server replays them from the cursors.
+            self._overflowed = False
+            if self._call is not None:
+                log.info("event queue drained; reconnecting to replay what did not fit")
+                self._abandon(self._call)
+        return ev
 
     @property
     def cursors(self) -> dict[str, int]:
@@ -515,7 +532,10 @@ class SessionClient:
             self.registered = ev.registered
             self.heartbeat_interval = max(0.05, ev.registered.heartbeat_interval.ToTimedelta().total_seconds())
             await self._set_state(State.CATCHING_UP)
-            await self._flush_outbox()
+            # Not awaited: a large outbox must not stop this loop from reading the acks it causes.
+            flush = asyncio.ensure_future(self._flush_outbox())
+            self._background.add(flush)
+            flush.add_done_callback(self._background.discard)
             return
         if rid and rid in self._requests:
             fut = self._requests.pop(rid)
@@ -534,8 +554,14 @@ class SessionClient:
                 return
         if kind == "heartbeat_ack":
             return
+        # The application is behind: never block this loop (it also reads acks and replies).
+        full = self._queue_events and (self._overflowed or self._events.full())
         key = sequenced(ev, self.agent.id)
         if key is not None:
+            if full:
+                # Dropped without moving any cursor: replayed after the application drains.
+                self._overflowed = True
+                return
             conv, seq = key
             last = self._cursors.get(conv, 0)
             if seq <= last:
@@ -562,8 +588,10 @@ class SessionClient:
             self._cursors[conv] = seq
             if self.cache is not None:
                 self.cache.record(conv, seq, ev)
-            self._acked[conv] = seq
-            self._ack_dirty = True
+            if not self._queue_events:
+                # No application queue: received (and cached) is delivered.
+                self._acked[conv] = seq
+                self._ack_dirty = True
         elif kind == "caught_up":
             heads = {h.conversation for h in ev.caught_up.heads}
             for conv in [c for c in self._cursors if c not in heads]:
@@ -594,8 +622,8 @@ class SessionClient:
                 self.presence = {}
             for p in ev.presence.agents:
                 self.presence[p.agent_id] = p.online
-        if self._queue_events:
-            await self._events.put(ev)
+        if self._queue_events and not full:
+            self._events.put_nowait(ev)
 
     def _on_send_result(self, cid: str, ack: events_pb2.MessageAck | None, err: AgentnetError | None) -> None:
         if err is not None and err.retryable:

@@ -137,6 +137,7 @@ class App:
         self.servicer = AgentNetServicer(net, hub, self.inbox, self.tasks_domain)
         self.limiter = Limiter(s.sends_per_second, s.send_burst, s.events_per_second, s.event_burst)
         self.sessions.limiter = self.servicer.limiter = self.limiter
+        self.sessions.revocations = rev
         self._extend()
 
         self.server = server = grpc.aio.server(interceptors=[auth.AuthInterceptor(rev)], options=server_options(s))
@@ -188,8 +189,18 @@ class App:
         assert self.db is not None
         replica = uuid.uuid4().hex[:12]
         self.db.replica = replica
-        remote: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.listener = Listener(self.settings.db, replica, asyncio.get_running_loop(), remote.put_nowait)
+        remote: asyncio.Queue[dict[str, Any]] = asyncio.Queue(10_000)
+
+        def deliver(data: dict[str, Any]) -> None:
+            try:
+                remote.put_nowait(data)
+            except asyncio.QueueFull:
+                # Far behind the other replicas: drop the backlog and catch up from the store.
+                while not remote.empty():
+                    remote.get_nowait()
+                remote.put_nowait({"resync": True})
+
+        self.listener = Listener(self.settings.db, replica, asyncio.get_running_loop(), deliver)
         self.listener.start()
         if not await asyncio.to_thread(self.listener.ready.wait, 10):
             log.warning("the change listener is not connected yet; other replicas' changes may arrive late")

@@ -73,6 +73,8 @@ class Session:
         self.lag_episodes = 0
         # conversation -> last seq delivered on this stream (None: left, deliver nothing).
         self.cursors: dict[str, int | None] = {}
+        # Conversations whose envelopes were dropped while lagging (caught up from the store).
+        self.dropped_convs: set[str] = set()
 
     def push(self, env: Envelope) -> None:
         if self.closing is not None:
@@ -82,6 +84,7 @@ class Session:
                 self.lagging = True
                 self.lag_episodes += 1
             self.dropped += 1
+            self.dropped_convs.add(env.conv)
             self.wake.set()
             return
         self.queue.append(env)

@@ -405,3 +405,17 @@ async def test_no_client_certificate_is_refused(clients: Clients) -> None:
         await stub.ListAgents(service_pb2.ListAgentsRequest(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     await channel.close()
+
+
+async def test_a_client_whose_application_falls_behind_neither_hangs_nor_loses(clients: Clients) -> None:
+    sender = await clients.live("laoxing-vps", "busy-sender")
+    lazy = await clients.live("xiaoxing-mac", "lazy-reader", event_queue=20)
+    await sender.join("flood", create=True)
+    await lazy.join("flood")
+    # The lazy application reads nothing while 200 messages arrive; its own sends still complete.
+    for i in range(200):
+        await sender.send(f"m{i}", group_id="flood")
+    ack = await asyncio.wait_for(lazy.send("I can still talk", group_id="flood"), 20)
+    assert ack.seq == 201
+    got = await collect(lazy, "message", 201, timeout=60, conv="group:flood")
+    assert [m.seq for m in got] == list(range(1, 202))

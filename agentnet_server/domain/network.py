@@ -598,11 +598,11 @@ class Network:
                 audience: Iterable[str] = self.members.get(conv[len(GROUP_PREFIX) :], ())
             else:
                 audience = dm_parties(conv)
-            if any(self.hub.online(a) for a in audience):
+            if any(a in self.hub.by_agent for a in audience):
                 for env in await self.fetch("", conv, lo - 1):
                     self.hub.publish(env, audience)
         for agent, lo in _lowest(data.get("f", ())).items():
-            if self.hub.online(agent):
+            if agent in self.hub.by_agent:
                 for env in await self.fetch(agent, inbox_conv(agent), lo - 1):
                     self.hub.publish(env, (agent,))
 
@@ -619,6 +619,12 @@ class Network:
         for agent_id, m in now.items():
             if agent_id not in before:
                 self._cache_join(group_id, m)
+                for s in self.hub.by_agent.get(agent_id, ()):
+                    # Joined through another replica: what that replica fanned out before this
+                    # cache knew comes from the store.
+                    s.dropped_convs.add(group_conv(group_id))
+                    s.lagging = True
+                    s.wake.set()
 
     async def _resync(self) -> None:
         """After missing notifications: re-read the caches and let every session catch up."""
@@ -630,6 +636,10 @@ class Network:
         for s in self.hub.sessions():
             s.lagging = True
             s.wake.set()
+
+    async def joined_seq(self, agent_id: str, conv: str) -> int | None:
+        """Where live delivery of a group starts for a member (None: not a member)."""
+        return await self.db.read(ops.joined_seq, conv[len(GROUP_PREFIX) :], agent_id)
 
     def on_acked(self, agent_id: str, cursors: Sequence[tuple[str, int]]) -> None:
         """Hook after a delivery ack is stored (receipts use it)."""

@@ -80,6 +80,7 @@ class SessionService:
         self.inbox: Inbox | None = None
         self.tasks: Tasks | None = None
         self.limiter: Any = None  # per-device event limiter (set by the app)
+        self.revocations: Any = None  # auth.Revocations (set by the app)
         self._roster: tuple[tuple[int, int], bytes, bytes] | None = None
 
     def _roster_bytes(self) -> tuple[bytes, bytes]:
@@ -182,7 +183,7 @@ class Conn:
         while not self.registered:
             while s.control:
                 yield s.control.popleft()
-            if s.closing is not None:
+            if s.closing is not None or self.registered:
                 break
             s.wake.clear()
             remaining = deadline - asyncio.get_running_loop().time()
@@ -262,9 +263,11 @@ class Conn:
         if cur is None:
             return  # left that group
         if cur == -1:
-            # A conversation this stream has not seen yet: a new direct-message pair starts at 0.
-            cur = 0 if env.conv.startswith((DM_PREFIX, INBOX_PREFIX)) else env.seq - 1
-            cursors[env.conv] = cur
+            if not await self._adopt(env.conv):
+                return
+            cur = cursors[env.conv]
+            if cur is None:
+                return
         if env.seq <= cur:
             return
         if env.seq > cur + 1:
@@ -275,6 +278,17 @@ class Conn:
                 return
         cursors[env.conv] = env.seq
         yield convert.encode(env)
+
+    async def _adopt(self, conv: str) -> bool:
+        """Start a cursor for a conversation this stream has not seen: a new direct-message pair
+        from 0, a group from the join point the store has (None if the agent is not a member)."""
+        cursors = self.s.cursors
+        if conv.startswith((DM_PREFIX, INBOX_PREFIX)):
+            cursors.setdefault(conv, 0)
+            return True
+        joined = await self.net.joined_seq(self.s.agent_id, conv)
+        cursors.setdefault(conv, joined)
+        return cursors[conv] is not None
 
     async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[bytes]:
         """Deliver from the store after this stream's cursor, until the store has no more (or upto)."""
@@ -314,13 +328,16 @@ class Conn:
     async def _recover(self) -> AsyncIterator[bytes]:
         """The queue overflowed: drop it and catch up from the store, then go live again."""
         s = self.s
-        convs = {env.conv for env in s.queue} | set(s.cursors)
+        convs = {env.conv for env in s.queue} | set(s.cursors) | s.dropped_convs
+        s.dropped_convs = set()
         s.queue.clear()
         s.lagging = False
         log.info(
             "session %s (%s) fell behind; catching up from the store (%d dropped so far)", s.id, s.agent_id, s.dropped
         )
         for conv in convs:
+            if conv not in s.cursors and not await self._adopt(conv):
+                continue
             async for data in self._catch_up(conv):
                 yield data
         s.presence_stale = True
@@ -421,9 +438,10 @@ class Conn:
                 reason="TOO_MANY_SESSIONS",
             )
         if len(reg.cursors) > MAX_CURSORS:
-            raise InvalidArgument(f"{len(reg.cursors)} cursors; the limit is {MAX_CURSORS}", reason="TOO_MANY_CURSORS")
+            # Not refused (the client could never reconnect): the rest resume from server-side acks.
+            log.warning("session %s sent %d cursors; using the first %d", self.s.id, len(reg.cursors), MAX_CURSORS)
         given: dict[str, int] = {}
-        for c in reg.cursors:
+        for c in reg.cursors[:MAX_CURSORS]:
             if not c.conversation or len(c.conversation) > 160:
                 raise InvalidArgument(f"cursor conversation {c.conversation[:40]!r} is not valid", reason="BAD_CURSOR")
             convert.check_seq(f"cursor seq for {c.conversation}", c.seq)
@@ -459,6 +477,13 @@ class Conn:
             )
         )
         self.hub.attach(s)
+        if self.svc.revocations is not None and self.svc.revocations.is_revoked(self.peer):
+            # Revoked after this stream opened but before it registered: the hub-wide close
+            # that revocation triggers did not see this session yet.
+            s.close(
+                "UNAUTHENTICATED", "this device has been revoked; ask the operator to enroll it again", "DEVICE_REVOKED"
+            )
+            return
         self.s.push_control(self.svc.agent_list(rec.id, cursors))
         log.info("session %s: %s registered agent %s%s", s.id, self.peer.short, rec.id, " (new)" if created else "")
 

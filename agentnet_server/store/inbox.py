@@ -100,9 +100,23 @@ def mark_read(
     markers: dict[str, int] = {}
     newly: list[int] = []
     mine = INBOX_PREFIX + agent_id
+    # Everything that can refuse the request is checked before anything is written.
+    lasts: dict[str, int] = {}
     for conv, seq in up_to:
         if seq < 0:
             raise InvalidArgument(f"read position for {conv!r} must not be negative", reason="BAD_SEQ")
+        if conv != mine:
+            if conv.startswith(INBOX_PREFIX):
+                raise PermissionDenied(f"{conv!r} is another agent's inbox", reason="NOT_YOUR_FEED")
+            lasts[conv] = _check_conversation(tx, agent_id, conv)
+    unread_items: list[int] = []
+    for s in item_seqs:
+        row = tx.one("SELECT read_time FROM feed WHERE agent = ? AND seq = ?", (agent_id, s))
+        if row is None:
+            raise InvalidArgument(f"inbox item {s} does not exist for agent {agent_id!r}", reason="NO_SUCH_ITEM")
+        if row[0] is None:
+            unread_items.append(s)
+    for conv, seq in up_to:
         if conv == mine:
             newly += [
                 s
@@ -114,10 +128,7 @@ def mark_read(
                 "UPDATE feed SET read_time = ? WHERE agent = ? AND seq <= ? AND read_time IS NULL", (t, agent_id, seq)
             )
             continue
-        if conv.startswith(INBOX_PREFIX):
-            raise PermissionDenied(f"{conv!r} is another agent's inbox", reason="NOT_YOUR_FEED")
-        last = _check_conversation(tx, agent_id, conv)
-        seq = min(seq, last)
+        seq = min(seq, lasts[conv])
         tx.exec(
             "INSERT INTO read_marker (agent, conv, seq) VALUES (?, ?, ?) ON CONFLICT (agent, conv) "
             "DO UPDATE SET seq = excluded.seq WHERE read_marker.seq < excluded.seq",
@@ -137,12 +148,8 @@ def mark_read(
             "AND read_time IS NULL",
             (t, agent_id, conv, seq),
         )
-    for s in item_seqs:
-        row = tx.one("SELECT read_time FROM feed WHERE agent = ? AND seq = ?", (agent_id, s))
-        if row is None:
-            raise InvalidArgument(f"inbox item {s} does not exist for agent {agent_id!r}", reason="NO_SUCH_ITEM")
-        if row[0] is None:
-            tx.exec("UPDATE feed SET read_time = ? WHERE agent = ? AND seq = ?", (t, agent_id, s))
+    for s in unread_items:
+        if tx.exec("UPDATE feed SET read_time = ? WHERE agent = ? AND seq = ? AND read_time IS NULL", (t, agent_id, s)):
             newly.append(s)
     total = int(
         tx.scalar("SELECT COUNT(*) FROM feed WHERE agent = ? AND in_inbox = ? AND read_time IS NULL", (agent_id, True))

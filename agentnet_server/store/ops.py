@@ -181,6 +181,11 @@ def groups_page(tx: Tx, after_id: str, limit: int, member: str = "") -> list[Gro
     return [_group(r) for r in rows]
 
 
+def joined_seq(tx: Tx, group_id: str, agent_id: str) -> int | None:
+    row = tx.one("SELECT joined_seq FROM member WHERE group_id = ? AND agent = ?", (group_id, agent_id))
+    return None if row is None else int(row[0])
+
+
 def members_all(tx: Tx) -> list[MemberRec]:
     return [MemberRec(*r) for r in tx.all("SELECT group_id, agent, joined_seq, join_time FROM member")]
 

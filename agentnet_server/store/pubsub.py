@@ -38,16 +38,14 @@ class Listener(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        first = True
         while not self._stop_event.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.ready.set()
-                    if not first:
-                        # Notifications sent while we were away are lost: catch up from the store.
-                        self._hand({"resync": True})
-                    first = False
+                    # Changes made before LISTEN took effect (at start, or while reconnecting) were
+                    # not heard: catch up from the store once listening.
+                    self._hand({"resync": True})
                     while not self._stop_event.is_set():
                         for n in conn.notifies(timeout=0.5):
                             try:
