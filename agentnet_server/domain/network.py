@@ -8,11 +8,11 @@ committed the message under.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
+import functools
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -101,8 +101,6 @@ class Network:
         self.agents_version = 0  # bumped when an agent's profile changes (caches key on it)
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
-        # Signature checks run here, off the event loop.
-        self.crypto = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="agentnet-crypto")
         # Set by the tasks module: loads the tasks that feed items refer to.
         self.task_refs: Any = None
 
@@ -384,13 +382,16 @@ class Network:
             agent_id, device, target, conv, client_msg_id, content, payload_json, tuple(explicit_mentions), signed
         )
 
-    async def check_signature(self, p: PreparedSend) -> None:
-        """The device signature, checked on a worker thread (the crypto releases the GIL)."""
+    def signature_check(self, p: PreparedSend) -> Callable[[], None] | None:
+        """The device-signature check for a send. A missing one is refused here; a present one is
+        checked by the writer thread before the send is stored (the crypto releases the GIL, so it
+        runs beside the event loop, and the writer's order keeps a stream's sends in order)."""
         s = p.signed
         if not s.signature and not self.settings.require_signatures:
-            return
+            return None
         target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
-        args = (
+        check = functools.partial(
+            signatures.check_message,
             s.cert,
             p.device,
             p.agent_id,
@@ -403,14 +404,14 @@ class Network:
             self.settings.require_signatures,
         )
         if not s.signature:
-            signatures.check_message(*args)  # raises SIGNATURE_MISSING at once
-            return
-        await asyncio.get_running_loop().run_in_executor(self.crypto, signatures.check_message, *args)
+            check()  # raises SIGNATURE_MISSING
+        return check
 
     def enqueue_send(self, p: PreparedSend) -> tuple[asyncio.Future[SendResult], tuple[str, ...]]:
         """Queue a checked send for commit without waiting (keeps a stream's sends in order).
 
         Returns the future of the committed result and the mentions that did not resolve."""
+        check = self.signature_check(p)
         resolved, unresolved = self._mentions(p.agent_id, p.target, p.content, p.explicit)
         digest = validate.digest(p.conv, p.content, p.payload_json)
         s = p.signed
@@ -428,6 +429,7 @@ class Network:
             s.signature,
             s.signer_fp,
             s.sign_time,
+            check,
             on_commit=self._fan_out,
         )
         return fut, unresolved
@@ -461,7 +463,6 @@ class Network:
     ) -> Sent:
         p = self.prepare_send(agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed)
         await self.refresh_for_send(agent_id, target, content, explicit_mentions)
-        await self.check_signature(p)
         fut, unresolved = self.enqueue_send(p)
         result = await fut
         return Sent(result, () if result.duplicate else unresolved)

@@ -529,8 +529,6 @@ class Conn:
             signed,
         )
         await self.net.refresh_for_send(self.s.agent_id, target, m.content, p.explicit)
-        # Awaited here, before the next event is read: a stream's sends still commit in order.
-        await self.net.check_signature(p)
         fut, unresolved = self.net.enqueue_send(p)
         self.inflight += 1
         rid = ev.request_id

@@ -5,7 +5,7 @@ refuse before they change anything (see Database)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
@@ -371,8 +371,12 @@ def send_message(
     signature: bytes,
     signer_fp: str,
     sign_time: int,
+    check: Callable[[], None] | None = None,
 ) -> SendResult:
-    """Commit one message: dedupe by (sender, client_msg_id), next seq, feed entries."""
+    """Commit one message: dedupe by (sender, client_msg_id), next seq, feed entries. `check` (the
+    signature check) runs first, here in the writer thread, and may refuse the message."""
+    if check is not None:
+        check()
     prior = tx.one(
         "SELECT conv, seq, digest FROM message WHERE sender = ? AND client_msg_id = ?", (sender, client_msg_id)
     )
