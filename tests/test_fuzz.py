@@ -107,9 +107,10 @@ def frames(draw: st.DrawFn) -> list[bytes | tuple[events_pb2.ClientEvent, bool]]
         join = events_pb2.ClientEvent(join_group=events_pb2.JoinGroup(group_id="fuzz-room", create_if_missing=True))
         out.append((join, False))
         good = events_pb2.ClientEvent(
+            request_id="good",
             message=events_pb2.SendMessage(
                 group_id="fuzz-room", client_msg_id=draw(st.sampled_from(["g1", "g2", "g3"])), content=draw(TEXT) or "x"
-            )
+            ),
         )
         out.append((good, True))
     for _ in range(draw(st.integers(1, 12))):
@@ -175,14 +176,19 @@ def test_hostile_event_streams_leave_the_server_healthy(server: ServerProc) -> N
             await call.write(
                 events_pb2.ClientEvent(request_id="sync", heartbeat=events_pb2.Heartbeat()).SerializeToString()
             )
-            while True:  # everything before "sync" has been handled once its answer arrives
+            # Every event before "sync" has been handled once its answer arrives; a send's answer
+            # comes after its commit, so also wait for the known-good message's answer.
+            waiting = {"sync"} | (
+                {"good"} if any(not isinstance(i, bytes) and i[0].request_id == "good" for i in batch) else set()
+            )
+            while waiting:
                 ev = await asyncio.wait_for(call.read(), 15)
                 if ev is None or not hasattr(ev, "WhichOneof"):
                     break
                 kind = ev.WhichOneof("event") or ""
                 seen[kind] = seen.get(kind, 0) + 1
-                if ev.request_id == "sync" and ev.WhichOneof("event") in ("heartbeat_ack", "error"):
-                    break
+                if ev.request_id in waiting and kind in ("heartbeat_ack", "error", "message_ack"):
+                    waiting.discard(ev.request_id)
         finally:
             call.cancel()
             await channel.close()
