@@ -229,3 +229,19 @@ async def until(pred: Any, timeout: float = 10.0, interval: float = 0.02) -> Non
 
 def postgres_url() -> str | None:
     return os.environ.get("AGENTNET_TEST_POSTGRES") or None
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (AGENTNET_TEST_POSTGRES), dropped afterwards."""
+    base = postgres_url()
+    if not base:
+        pytest.skip("AGENTNET_TEST_POSTGRES is not set")
+    import psycopg
+
+    name = f"agentnet_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

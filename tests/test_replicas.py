@@ -3,34 +3,19 @@ hand over tasks and resume as if they were on one server (AGENTNET_TEST_POSTGRES
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from agentnet.v1 import resources_pb2
-from tests.conftest import Clients, ServerProc, collect, postgres_url
+from tests.conftest import Clients, ServerProc, collect
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def replicas(make_server: Any) -> Iterator[tuple[ServerProc, ServerProc]]:
-    base = postgres_url()
-    if not base:
-        pytest.skip("AGENTNET_TEST_POSTGRES is not set")
-    import psycopg
-
-    name = f"agentnet_r_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield make_server(db=url), make_server(db=url)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def replicas(make_server: Any, pg_database: str) -> tuple[ServerProc, ServerProc]:
+    return make_server(db=pg_database), make_server(db=pg_database)
 
 
 async def test_agents_on_two_replicas_work_as_one_network(replicas: tuple[ServerProc, ServerProc]) -> None:

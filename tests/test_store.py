@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import sqlite3
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,23 +14,6 @@ from agentnet_server.records import group_conv
 from agentnet_server.store import ops
 from agentnet_server.store.db import Database
 from agentnet_server.store.schema import CURRENT_VERSION, SchemaError
-from tests.conftest import postgres_url
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    base = postgres_url()
-    if not base:
-        pytest.skip("AGENTNET_TEST_POSTGRES is not set")
-    import psycopg
-
-    name = f"agentnet_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from agentnet_server import pki
-from tests.conftest import ServerProc, postgres_url
+from tests.conftest import ServerProc
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -329,46 +329,33 @@ def test_graceful_shutdown_tells_sessions(server: ServerProc) -> None:
 
 
 @pytest.mark.postgres
-def test_server_on_postgresql(make_server) -> None:  # type: ignore[no-untyped-def]
-    base = postgres_url()
-    if not base:
-        pytest.skip("AGENTNET_TEST_POSTGRES is not set")
+def test_server_on_postgresql(make_server, pg_database: str) -> None:  # type: ignore[no-untyped-def]
     import asyncio
-    import uuid
-
-    import psycopg
 
     from tests.conftest import Clients, collect
 
-    name = f"agentnet_s_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        server: ServerProc = make_server(db=base.rsplit("/", 1)[0] + "/" + name)
+    server: ServerProc = make_server(db=pg_database)
 
-        async def scenario() -> None:
-            cs = Clients(server.certs, server, server.workdir)
-            try:
-                a = await cs.live("laoxing-vps", "pg-a")
-                b = await cs.live("xiaoxing-mac", "pg-b")
-                await a.join("pg", create=True)
-                await b.join("pg")
-                await b.close()
-                acks = [await a.send(f"m{i}", group_id="pg") for i in range(20)]
-                assert [x.seq for x in acks] == list(range(1, 21))
-                dup = await a.send("m0", group_id="pg", client_msg_id=acks[0].client_msg_id)
-                assert dup.duplicate and dup.seq == 1
-                b2 = await cs.live("xiaoxing-mac", "pg-b")
-                got = await collect(b2, "message", 20)
-                assert [m.content for m in got] == [f"m{i}" for i in range(20)]
-            finally:
-                await cs.close_all()
+    async def scenario() -> None:
+        cs = Clients(server.certs, server, server.workdir)
+        try:
+            a = await cs.live("laoxing-vps", "pg-a")
+            b = await cs.live("xiaoxing-mac", "pg-b")
+            await a.join("pg", create=True)
+            await b.join("pg")
+            await b.close()
+            acks = [await a.send(f"m{i}", group_id="pg") for i in range(20)]
+            assert [x.seq for x in acks] == list(range(1, 21))
+            dup = await a.send("m0", group_id="pg", client_msg_id=acks[0].client_msg_id)
+            assert dup.duplicate and dup.seq == 1
+            b2 = await cs.live("xiaoxing-mac", "pg-b")
+            got = await collect(b2, "message", 20)
+            assert [m.content for m in got] == [f"m{i}" for i in range(20)]
+        finally:
+            await cs.close_all()
 
-        asyncio.run(scenario())
-        server.kill()
-        server.start()
-        assert "store postgresql" in server.logs()
-    finally:
-        server.stop()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    asyncio.run(scenario())
+    server.kill()
+    server.start()
+    assert "store postgresql" in server.logs()
+    server.stop()
