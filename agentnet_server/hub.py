@@ -199,9 +199,6 @@ class Hub:
         """Connected here, or (with several replicas) on another replica."""
         return agent_id in self.by_agent or agent_id in self.remote
 
-    def online_agents(self) -> set[str]:
-        return set(self.by_agent) | set(self.remote)
-
     def remote_presence(self, replica: str, online: Iterable[str], offline: Iterable[str], ttl: float) -> None:
         """What another replica says about its sessions; its word on an agent lasts `ttl` seconds."""
         expires = time.monotonic() + ttl

@@ -294,16 +294,6 @@ def _norm_host(host: str) -> str:
         return host
 
 
-def make_csr(device_id: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateSigningRequest:
-    """A certificate request for a device; the key stays with the device."""
-    check_id("device id", device_id)
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(_name(device_id, "agentnet device"))
-        .sign(key, hashes.SHA256())
-    )
-
-
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(data)

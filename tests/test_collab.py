@@ -8,7 +8,7 @@ import pytest
 
 from agentnet.v1 import resources_pb2
 from agentnet_client import AgentnetError, AgentProfile, Client
-from tests.conftest import Clients, collect, until
+from tests.conftest import Clients, collect
 
 S = resources_pb2.TaskStatus
 MENTION = resources_pb2.INBOX_ITEM_KIND_MENTION
@@ -331,4 +331,3 @@ async def test_join_by_unary_rpc_and_register_profile(clients: Clients) -> None:
     assert r.agent.description == "does everything"
     j = await c.join_group("solo-room", create=True)
     assert j.newly_joined and j.group.member_count == 1
-    await until(lambda: True)

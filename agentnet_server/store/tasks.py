@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import Aborted, AlreadyExists, NotFound, PermissionDenied
-from ..records import TERMINAL, FeedKind, FeedRec, TaskChangeRec, TaskRec, TaskStatus, now_us
+from ..records import FeedKind, FeedRec, TaskChangeRec, TaskRec, TaskStatus, now_us
 from .db import Tx
 from .ops import _feed_append
 
@@ -308,6 +308,3 @@ def update_task(
     feed = _fan_out(tx, after, change, involved, new_assignee if new_assignee != t.assignee else "", actor, now)
     return TaskCommit(after, change, feed)
 
-
-def is_terminal(status: TaskStatus) -> bool:
-    return status in TERMINAL
