@@ -419,3 +419,20 @@ async def test_a_client_whose_application_falls_behind_neither_hangs_nor_loses(c
     assert ack.seq == 201
     got = await collect(lazy, "message", 201, timeout=60, conv="group:flood")
     assert [m.seq for m in got] == list(range(1, 202))
+
+
+async def test_nobody_is_online_after_a_server_restart_until_they_reconnect(
+    clients: Clients, server: ServerProc
+) -> None:
+    # A raw stream never reconnects by itself, so only the restart can change its presence.
+    channel, call = await _raw_session(clients, "xiaoxing-mac", "was-online")
+    observer = await clients.make("laoxing-vps", connect=False)
+    assert "was-online" in {a.id for a in await observer.list_agents(online_only=True)}
+    server.kill()
+    server.start()
+    online = {a.id for a in await observer.list_agents(online_only=True)}
+    assert "was-online" not in online
+    agent = await observer.get_agent("was-online")
+    assert not agent.online and agent.id == "was-online"  # still registered, just offline
+    call.cancel()
+    await channel.close()
