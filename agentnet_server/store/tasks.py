@@ -307,4 +307,3 @@ def update_task(
     involved = [new_assignee, t.creator] + ([t.assignee] if t.assignee != new_assignee else [])
     feed = _fan_out(tx, after, change, involved, new_assignee if new_assignee != t.assignee else "", actor, now)
     return TaskCommit(after, change, feed)
-
