@@ -1,4 +1,5 @@
-"""A TCP proxy for fault tests: forwards bytes, and can freeze (stop forwarding without closing)."""
+"""A TCP proxy for fault tests: forwards bytes, can freeze (stop forwarding without closing) and
+can add one-way latency (a long link, e.g. a VPS on another continent)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import contextlib
 
 
 class FreezableProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, latency: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.latency = latency  # seconds added to every chunk, each direction
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
         self._running = asyncio.Event()
@@ -52,6 +54,8 @@ class FreezableProxy:
                 data = await src.read(65536)
                 if not data:
                     break
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 await self._running.wait()
                 dst.write(data)
                 await dst.drain()

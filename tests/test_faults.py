@@ -181,6 +181,34 @@ async def test_frozen_link_sends_during_freeze_arrive_exactly_once(make_server: 
         await proxy.close()
 
 
+# -- a long link --------------------------------------------------------------------------------
+
+
+async def test_long_link_connects_and_chats(server: ServerProc, tmp_path: pathlib.Path) -> None:
+    """A device far away (150 ms each way): the TLS handshake takes longer than any short dial
+    deadline; the client still connects, and chats both ways."""
+    cs = Clients(server.certs, server, tmp_path)
+    proxy = await FreezableProxy("127.0.0.1", server.port, latency=0.15).start()
+    group = "far"
+    try:
+        near = await cs.live("laoxing-vps", "near")
+        far = await cs.make("xiaoxing-mac", "far", addr=proxy.addr, cache=str(tmp_path / "far.sqlite"))
+        await far.wait_live(timeout=30)
+        await near.join(group, create=True)
+        await far.join(group)
+        sent = await far.send("hello from far away", group_id=group)
+        reply = await near.send("hello back", group_id=group)
+        assert [(m.seq, m.content) for m in await collect(near, "message", 2, conv=CONV.format(group))] == [
+            (sent.seq, "hello from far away"),
+            (reply.seq, "hello back"),
+        ]
+        got = await collect(far, "message", 2, conv=CONV.format(group))
+        assert [(m.seq, m.sender) for m in got] == [(sent.seq, "far"), (reply.seq, "near")]
+    finally:
+        await cs.close_all()
+        await proxy.close()
+
+
 # -- slow readers among fast ones ---------------------------------------------------------------
 
 
