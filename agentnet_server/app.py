@@ -24,7 +24,6 @@ from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
 from .hub import Hub, PresenceChange
-from .rpc import convert
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
 from .store import ops
@@ -231,8 +230,7 @@ class App:
 
     def _broadcast_presence(self, changes: list[PresenceChange], local: list[PresenceChange]) -> None:
         if changes:
-            names = {a.id: a.display_name for a in self.net.agents.values()}
-            self.hub.broadcast_presence(convert.presence(changes, names))
+            self.sessions.broadcast_presence(changes)
         if local and self.db is not None and self.db.replica is not None:
             self._announce_presence(
                 [c.agent_id for c in local if c.online], [c.agent_id for c in local if not c.online]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
+from typing import Any
 
 import pytest
 
-from agentnet_client import AgentnetError
-from tests.conftest import Clients, collect, uid
+from agentnet.v1 import events_pb2, resources_pb2
+from agentnet_client import AgentnetError, AgentProfile, Client
+from agentnet_client.device import load_device, secure_channel
+from agentnet_server.rpc.session import FULL_ROSTER
+from tests.conftest import Clients, collect, uid, until
 
 
 async def test_three_devices_see_each_other_and_chat(clients: Clients) -> None:
@@ -182,3 +187,113 @@ async def test_groups_and_members_listing_paginates(clients: Clients) -> None:
         await stub.ListGroups(service_pb2.ListGroupsRequest(page_token="not-a-token"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [g.title for g in await c.list_groups(member="pager")][:2] == ["Page 0", "Page 1"]
+
+
+async def test_agent_list_on_register_matches_the_directory_and_follows_presence(clients: Clients) -> None:
+    """The agent_list a session gets at register is built from cached parts; it must say what
+    ListAgents says, and a cached entry must change when the agent's presence changes."""
+    lao = await clients.live("laoxing-vps", "laoxing", "老邢")
+    xiao = await clients.live("xiaoxing-mac", "xiaoxing", "小邢")
+    dev = load_device(clients.device_dir("xiaojin-mini"))
+
+    async def registered_agent_list() -> dict[str, resources_pb2.Agent]:
+        async with secure_channel(clients.server.addr, dev) as channel:
+            call = channel.stream_stream(
+                "/agentnet.v1.AgentNet/Session",
+                request_serializer=events_pb2.ClientEvent.SerializeToString,
+                response_deserializer=events_pb2.ServerEvent.FromString,
+            )()
+            await call.write(
+                events_pb2.ClientEvent(register=events_pb2.Register(agent=resources_pb2.Agent(id="xiaojin")))
+            )
+            while True:
+                ev = await asyncio.wait_for(call.read(), 10)
+                if ev.WhichOneof("event") == "agent_list":
+                    call.cancel()
+                    return {a.id: a for a in ev.agent_list.agents}
+
+    def fields(a: resources_pb2.Agent) -> tuple[object, ...]:
+        return (a.id, a.display_name, a.role, a.description, a.owner_device, tuple(a.devices), a.online)
+
+    first = await registered_agent_list()
+    directory = {a.id: a for a in await lao.list_agents()}
+    assert {"laoxing", "xiaoxing", "xiaojin"} <= set(first)
+    for agent_id in ("laoxing", "xiaoxing"):
+        assert fields(first[agent_id]) == fields(directory[agent_id])
+        assert first[agent_id].online
+    assert first["laoxing"].display_name == "老邢"
+
+    await xiao.close()
+    await until(lambda: lao.session is not None and lao.session.presence.get("xiaoxing") is False)
+    second = await registered_agent_list()
+    assert not second["xiaoxing"].online and second["laoxing"].online
+    assert fields(second["laoxing"]) == fields(first["laoxing"])
+
+
+def test_agent_list_wire_parts_equal_protobuf_serialization() -> None:
+    from agentnet_server.records import AgentRec
+    from agentnet_server.rpc import convert
+
+    recs = [
+        AgentRec(
+            f"a{i}", f"名字{i}", "dev", "d" * (i * 7), "dev-1", ("dev-1", "dev-2"), 1_700_000_000_000_000 + i, None
+        )
+        for i in range(300)
+    ]
+    online = [i % 3 == 0 for i in range(300)]
+    built = convert.agent_list_event([convert.agent_entry(a, o) for a, o in zip(recs, online, strict=True)])
+    want = events_pb2.ServerEvent(
+        agent_list=events_pb2.AgentList(agents=[convert.agent(a, o) for a, o in zip(recs, online, strict=True)])
+    )
+    assert events_pb2.ServerEvent.FromString(built) == want
+    assert built == want.SerializeToString()
+    assert events_pb2.ServerEvent.FromString(convert.agent_list_event([])) == events_pb2.ServerEvent(
+        agent_list=events_pb2.AgentList()
+    )
+
+
+async def test_large_network_presence_and_roster_reach_related_agents_only(
+    make_server: Any, tmp_path: pathlib.Path
+) -> None:
+    """Above FULL_ROSTER agents, agent_list and presence carry the agents a session shares a
+    group or direct messages with (a reconnect storm would otherwise cost N x N entries)."""
+    server = make_server(max_agents_per_device=0, events_per_second=0, sends_per_second=0)
+    cs = Clients(server.certs, server, tmp_path)
+    try:
+        bulk = await cs.make("xiaojin-mini")
+        # Concurrent unary registrations: the writer commits them in groups.
+        for start in range(0, FULL_ROSTER, 100):
+            await asyncio.gather(
+                *(bulk.register_agent(AgentProfile(f"filler-{i:03d}", "")) for i in range(start, start + 100))
+            )
+        lao = await cs.live("laoxing-vps", "laoxing")
+        xiao = await cs.live("xiaoxing-mac", "xiaoxing")
+        jin = await cs.live("xiaojin-mini", "xiaojin")
+        stranger = await cs.live("xiaojin-mini", "stranger")
+        await lao.join("crew", create=True)
+        await xiao.join("crew")
+        await jin.send("a direct word", to_agent="laoxing")  # jin relates to lao by a DM only
+        await collect(lao, "message", 1)
+
+        # A new session's agent_list: itself and the related agents, not the 500 fillers.
+        again = await cs.live("laoxing-vps", "laoxing")
+        assert again.session is not None
+        assert set(again.session.presence) == {"laoxing", "xiaoxing", "xiaojin"}
+
+        def seen(c: Client) -> set[str]:
+            assert c.session is not None
+            return {a for a, online in c.session.presence.items() if online is False}
+
+        await xiao.close()  # a group peer of lao's
+        await jin.close()  # a DM peer of lao's
+        await until(lambda: {"xiaoxing", "xiaojin"} <= seen(lao))
+        await until(lambda: {"xiaoxing", "xiaojin"} <= seen(again))
+        await asyncio.sleep(1.0)  # a presence window: the stranger must not hear of either
+        assert "xiaoxing" not in (stranger.session.presence if stranger.session else {})
+        assert "xiaojin" not in (stranger.session.presence if stranger.session else {})
+        # The directory still lists everyone, with presence.
+        directory = {a.id: a for a in await stranger.list_agents()}
+        assert len(directory) == FULL_ROSTER + 4
+        assert not directory["xiaoxing"].online and directory["laoxing"].online
+    finally:
+        await cs.close_all()

@@ -26,6 +26,35 @@ def us_of(t: timestamp_pb2.Timestamp) -> int:
     return t.ToMicroseconds() if t.seconds or t.nanos else 0
 
 
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(field_number: int, payload: bytes) -> bytes:
+    """One length-delimited field (a message, bytes or string) on the protobuf wire. Repeated
+    message fields are such entries back to back, so a list can be built from cached parts."""
+    return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+
+
+AGENT_LIST_FIELD = events_pb2.ServerEvent.DESCRIPTOR.fields_by_name["agent_list"].number
+AGENTS_FIELD = events_pb2.AgentList.DESCRIPTOR.fields_by_name["agents"].number
+
+
+def agent_list_event(entries: list[bytes]) -> bytes:
+    """A serialized ServerEvent{agent_list} from entries made by agent_entry."""
+    return length_delimited(AGENT_LIST_FIELD, b"".join(entries))
+
+
+def agent_entry(a: AgentRec, online: bool) -> bytes:
+    """One `agents` entry of an AgentList, serialized."""
+    return length_delimited(AGENTS_FIELD, agent(a, online).SerializeToString())
+
+
 def agent(a: AgentRec, online: bool) -> resources_pb2.Agent:
     return resources_pb2.Agent(
         id=a.id,

@@ -26,7 +26,7 @@ from ..domain.network import Network, SignedFields, Target
 from ..domain.tasks import Tasks, TaskSigned
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from ..hub import Envelope, Hub, PresenceChange, Session
-from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, SendResult, dm_parties, inbox_conv, now_us
+from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, AgentRec, SendResult, dm_parties, inbox_conv, now_us
 from . import convert, status
 
 log = logging.getLogger("agentnet.session")
@@ -82,6 +82,18 @@ class SessionService:
         self.limiter: Any = None  # per-device event limiter (set by the app)
         self.revocations: Any = None  # auth.Revocations (set by the app)
         self._roster: tuple[tuple[int, int], bytes, bytes] | None = None
+        self._entries: dict[str, tuple[AgentRec, bool, bytes]] = {}
+
+    def _entry(self, a: AgentRec) -> bytes:
+        """An agent's AgentList entry, serialized once per change of its record or presence: a
+        reconnect storm asks for the same agents in thousands of agent_lists."""
+        online = self.hub.online(a.id)
+        hit = self._entries.get(a.id)
+        if hit is not None and hit[0] is a and hit[1] == online:
+            return hit[2]
+        entry = convert.agent_entry(a, online)
+        self._entries[a.id] = (a, online, entry)
+        return entry
 
     def _roster_bytes(self) -> tuple[bytes, bytes]:
         """The agent list and a presence snapshot, serialized once per change of agents or presence
@@ -89,9 +101,7 @@ class SessionService:
         key = (self.net.agents_version, self.hub.presence_version)
         if self._roster is None or self._roster[0] != key:
             agents = list(self.net.agents.values())
-            agent_list = events_pb2.ServerEvent(
-                agent_list=events_pb2.AgentList(agents=[convert.agent(a, self.hub.online(a.id)) for a in agents])
-            ).SerializeToString()
+            agent_list = convert.agent_list_event([self._entry(a) for a in agents])
             snapshot = convert.presence(
                 [PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in agents],
                 {a.id: a.display_name for a in agents},
@@ -111,10 +121,41 @@ class SessionService:
                 related |= self.net.members.get(conv[len(GROUP_PREFIX) :], set())
             elif conv.startswith(DM_PREFIX):
                 related.update(dm_parties(conv))
-        agents = [self.net.agents[a] for a in sorted(related) if a in self.net.agents]
-        return events_pb2.ServerEvent(
-            agent_list=events_pb2.AgentList(agents=[convert.agent(a, self.hub.online(a.id)) for a in agents])
-        ).SerializeToString()
+        agents = self.net.agents
+        return convert.agent_list_event([self._entry(agents[a]) for a in sorted(related) if a in agents])
+
+    def broadcast_presence(self, changes: list[PresenceChange]) -> None:
+        """Tell sessions about presence changes. In a network of up to FULL_ROSTER agents every
+        session hears about every agent. In a larger one (like agent_list) a session hears about
+        the agents it shares a group or direct messages with, and itself: a reconnect storm of N
+        agents would otherwise cost N x N presence entries. One serialization per distinct set."""
+        names = {a.id: a.display_name for a in self.net.agents.values()}
+        if len(self.net.agents) <= FULL_ROSTER:
+            self.hub.broadcast_presence(convert.presence(changes, names))
+            return
+        by_agent = {c.agent_id: c for c in changes}
+        by_group: dict[str, list[PresenceChange]] = {}
+        for c in changes:
+            for g in self.net.agent_groups.get(c.agent_id, ()):
+                by_group.setdefault(g, []).append(c)
+        encoded: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
+        for s in self.hub.sessions():
+            me = s.agent_id
+            groups = tuple(sorted(g for g in self.net.agent_groups.get(me, ()) if g in by_group))
+            peers = {me} if me in by_agent else set()
+            for conv in s.cursors:
+                if conv.startswith(DM_PREFIX):
+                    peers.update(p for p in dm_parties(conv) if p in by_agent)
+            key = (groups, tuple(sorted(peers)))
+            if not groups and not peers:
+                continue
+            data = encoded.get(key)
+            if data is None:
+                mine = {a: by_agent[a] for a in key[1]}
+                for g in groups:
+                    mine.update((c.agent_id, c) for c in by_group[g])
+                data = encoded[key] = convert.presence(list(mine.values()), names)
+            s.push_presence(data)
 
     def presence_snapshot(self) -> bytes:
         return self._roster_bytes()[1]
