@@ -137,3 +137,50 @@ async def test_full_store_refuses_writes_cleanly_and_recovers(tmp_path: pathlib.
         assert again.message.seq == ok.message.seq + 1
     finally:
         await asyncio.to_thread(d.close)
+
+
+@pytest.mark.postgres
+def test_a_real_postgresql_deadlock_is_recognised_as_retryable(pg_database: str) -> None:
+    """Two transactions lock two rows in opposite orders; PostgreSQL aborts one with SQLSTATE
+    40P01. The writer retries such a batch: it must recognise the error by its code, through
+    peewee's wrapping, and not retry other errors."""
+    import threading
+
+    import peewee as pw
+    from playhouse.db_url import connect
+
+    from agentnet_server.store.db import retryable, sqlstate
+
+    setup = connect(pg_database)
+    setup.execute_sql("CREATE TABLE lockpair (id int PRIMARY KEY, v int)")
+    setup.execute_sql("INSERT INTO lockpair VALUES (1, 0), (2, 0)")
+    barrier = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
+
+    def worker(first: int, second: int) -> None:
+        db = connect(pg_database)
+        try:
+            with db.atomic():
+                db.execute_sql("UPDATE lockpair SET v = v + 1 WHERE id = %s", (first,))
+                barrier.wait()
+                db.execute_sql("UPDATE lockpair SET v = v + 1 WHERE id = %s", (second,))
+        except pw.DatabaseError as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    [deadlock] = errors
+    assert isinstance(deadlock, pw.OperationalError | pw.DatabaseError)
+    assert sqlstate(deadlock) == "40P01" and retryable(deadlock)
+
+    with pytest.raises(pw.IntegrityError) as dup:
+        setup.execute_sql("INSERT INTO lockpair VALUES (1, 0)")
+    assert sqlstate(dup.value) == "23505" and not retryable(dup.value)
+    assert not retryable(RuntimeError("deadlock detected"))  # the text alone means nothing
+    setup.close()

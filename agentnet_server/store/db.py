@@ -146,6 +146,29 @@ def _store_error(exc: BaseException) -> AgentnetError:
     return Internal(f"internal error while writing ({type(exc).__name__}); nothing was committed")
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back and
+# may simply be run again.
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, also when peewee wrapped it in its own exception type."""
+    e: BaseException | None = exc
+    for _ in range(6):
+        if e is None:
+            return None
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else None
+        e = inner or e.__cause__ or e.__context__
+    return None
+
+
+def retryable(exc: BaseException) -> bool:
+    return sqlstate(exc) in RETRY_SQLSTATES
+
+
 class Database:
     """Owns the connections: one writer thread with group commit and a pool of reader threads.
 
@@ -283,7 +306,7 @@ class Database:
             self.committed_ops += sum(1 for ok, _ in results if ok)
             return results
         except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
-            if "deadlock detected" in str(exc) or "could not serialize" in str(exc):
+            if retryable(exc):
                 # Two replicas took row locks in different orders; PostgreSQL chose this one.
                 self._reset_connection()
                 if attempt < 3:
