@@ -48,8 +48,8 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format agentnet_server agentnet_client tests scripts
 	$(BIN)/ruff check --fix agentnet_server agentnet_client tests scripts
 
-bench: $(STAMP) ## Benchmarks: fan-out, durable sends, idle sessions, reconnect storm, vs raw gRPC
-	$(BIN)/agentnet bench
+bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC
+	$(BIN)/agentnet bench --targets
 
 soak: $(STAMP) ## Long soak run (minutes): steady traffic with random disconnects
 	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider -o addopts= $(PYTEST_ARGS)

@@ -38,6 +38,13 @@ from .bench_load import merge_hists, percentiles
 SCENARIOS = ("fanout", "rate", "durable", "storm", "idle")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+# Sizes: the defaults finish in about a minute on 2 cores; --targets (what `make bench` runs)
+# uses the sizes the targets are stated for.
+SIZES = {
+    "quick": {"rounds": 2, "durable_messages": 2000, "storm_sessions": 500, "idle": [1000]},
+    "targets": {"rounds": 3, "durable_messages": 4000, "storm_sessions": 2000, "idle": [1000, 5000]},
+}
+
 TARGETS = {
     "fanout_ratio": 0.6,  # delivered/s >= 0.6 x raw
     "rate_p99_ms": 25.0,
@@ -837,6 +844,7 @@ class Bench:
             "seconds": time.monotonic() - t0,
             "settings": {
                 "rounds": self.ns.rounds,
+                "sizes": "targets" if self.ns.targets else "quick",
                 "worker_processes": self.ns.procs,
                 "signed_sends": True,
                 "tls": "mTLS (P-256) on every connection, one connection per session",
@@ -1057,6 +1065,8 @@ def render(report: dict[str, Any]) -> str:
     if report["targets"]:
         lines.append("")
         lines.append("== targets")
+        if report["settings"].get("sizes") == "quick":
+            lines.append("  (a quick run: the storm and idle targets are for 2,000 and 5,000 sessions; see --targets)")
         for t in report["targets"]:
             lines.append(f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: {t['value']}")
     return "\n".join(lines)
@@ -1079,9 +1089,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=50.0, help="fixed-rate scenario: msg/s into the group (default 50)")
     p.add_argument("--rate-seconds", type=float, default=3.0, help="length of one fixed-rate round (default 3)")
     p.add_argument("--durable-senders", type=int, default=64, help="concurrent durable senders (default 64)")
-    p.add_argument("--durable-messages", type=int, default=4000, help="acknowledged sends per round (default 4000)")
+    p.add_argument(
+        "--durable-messages", type=int, help="acknowledged sends per round (default 2000; 4000 with --targets)"
+    )
     p.add_argument("--durable-window", type=int, default=16, help="unacknowledged sends per sender (default 16)")
-    p.add_argument("--storm-sessions", type=int, default=2000, help="sessions in the reconnect storm (default 2000)")
+    p.add_argument(
+        "--storm-sessions", type=int, help="sessions in the reconnect storm (default 500; 2000 with --targets)"
+    )
     p.add_argument("--storm-messages", type=int, default=10, help="messages each storm session misses (default 10)")
     p.add_argument(
         "--storm-deadline",
@@ -1093,8 +1107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--idle",
         type=lambda s: [int(x) for x in s.split(",") if x],
-        default=[1000, 5000],
-        help="idle session counts, comma-separated (default 1000,5000)",
+        help="idle session counts, comma-separated (default 1000; 1000,5000 with --targets)",
     )
     p.add_argument("--idle-batch", type=int, default=20, help="connects in flight per load process (default 20)")
     p.add_argument(
@@ -1103,7 +1116,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=120.0,
         help="seconds to reach each idle level; the figure is then taken at the count reached (default 120)",
     )
-    p.add_argument("--rounds", type=int, default=3, help="interleaved agentnet/raw rounds (default 3)")
+    p.add_argument("--rounds", type=int, help="interleaved agentnet/raw rounds (default 2; 3 with --targets)")
+    p.add_argument(
+        "--targets",
+        action="store_true",
+        help="measure at the sizes the targets are stated for (3 rounds, a storm of 2,000, 1,000 and 5,000 "
+        "idle sessions; several minutes); `make bench` runs this",
+    )
     p.add_argument("--procs", type=int, default=2, help="load processes (default 2)")
     p.add_argument(
         "--shared-connections",
@@ -1121,6 +1140,9 @@ async def cmd_bench(ns: argparse.Namespace) -> int:
     chosen = ns.scenario or ["all"]
     ns.scenarios = list(SCENARIOS) if "all" in chosen else [s for s in SCENARIOS if s in chosen]
     ns.argv = _argv_after("bench")
+    for name, value in SIZES["targets" if ns.targets else "quick"].items():
+        if getattr(ns, name) is None:
+            setattr(ns, name, value)
     for name in ("members", "senders", "messages", "rounds", "procs", "durable_senders", "storm_sessions"):
         if getattr(ns, name) < 1:
             print(f"agentnet bench: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)

@@ -359,3 +359,33 @@ def test_server_on_postgresql(make_server, pg_database: str) -> None:  # type: i
     server.start()
     assert "store postgresql" in server.logs()
     server.stop()
+
+
+def test_bench_runs_every_scenario_against_the_raw_ceiling_and_loses_nothing() -> None:
+    """`agentnet bench` at toy sizes: the pipeline (own server, raw ceiling, load processes,
+    report) works end to end. Figures are not asserted here; `make bench` measures them."""
+    args = [
+        *("--json", "--quiet", "--rounds", "1", "--members", "5", "--senders", "2", "--messages", "40"),
+        *("--rate", "20", "--rate-seconds", "1", "--durable-senders", "4", "--durable-messages", "200"),
+        *("--storm-sessions", "20", "--storm-messages", "3", "--idle", "20"),
+    ]
+    out = subprocess.run([str(BIN / "agentnet"), "bench", *args], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["machine"]["cores"] >= 1 and report["settings"]["rounds"] == 1
+    r = report["results"]
+    assert set(r) == {"fanout", "rate", "durable", "storm", "idle"}
+    for name in ("fanout", "rate", "durable"):
+        t = r[name]["totals"]
+        assert (t["duplicates"], t["lost"], t["errors"], t["raw_duplicates"], t["raw_lost"]) == (0, 0, 0, 0, 0), t
+    assert r["fanout"]["totals"]["acks"] == 40 and r["durable"]["totals"]["acks"] == 200
+    assert r["fanout"]["delivered_per_s"]["ratio"]["median"] > 0
+    storm = r["storm"]
+    assert (storm["reconnected"], storm["failed"], storm["lost"], storm["duplicates"]) == (20, 0, 0, 0)
+    assert storm["replayed"] == 20 * 3
+    assert r["idle"]["levels"] == [20] and r["idle"]["ratio"][0] > 0
+    assert {t["target"].split(":")[0] for t in report["targets"] if "duplicates" in t["target"]} == {
+        "fanout",
+        "rate",
+        "durable",
+    }
