@@ -112,6 +112,9 @@ def sequenced(event: events_pb2.ServerEvent, agent_id: str) -> tuple[str, int] |
         return inbox_conv(agent_id), event.direct_message.item.seq
     if kind in ("task_assigned", "task_updated"):
         return inbox_conv(agent_id), getattr(event, kind).item.seq
+    if kind == "history_gap":
+        # History the server no longer has (retention): taking this event moves past it.
+        return event.history_gap.conversation, event.history_gap.to_seq
     return None
 
 
@@ -567,7 +570,14 @@ class SessionClient:
             if seq <= last:
                 self.duplicates_dropped += 1
                 return
-            if seq != last + 1 and last:
+            if kind == "history_gap":
+                log.warning(
+                    "%s #%d-#%d is no longer stored on the server (retention); continuing after it",
+                    conv,
+                    ev.history_gap.from_seq,
+                    seq,
+                )
+            elif seq != last + 1 and last:
                 log.warning("gap in %s: had %d, got %d", conv, last, seq)
             if self.verifier is not None and kind in ("message", "mention"):
                 msg = ev.message if kind == "message" else ev.mention.message

@@ -24,12 +24,15 @@ from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
 from .hub import Hub, PresenceChange
+from .records import now_us
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
 from .store import ops
 from .store.db import Database
 
 log = logging.getLogger("agentnet.server")
+
+PRUNE_BATCH = 500  # rows per retention transaction
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["AgentNet"]
 
@@ -122,6 +125,9 @@ class App:
         await net.load()
         hub.on_presence = self._broadcast_presence
         hub.start()
+
+        if s.retention_days > 0:
+            self.tasks.append(asyncio.create_task(self._retention(), name="agentnet-retention"))
 
         self.revocations = rev = auth.Revocations(db)
         rev.on_revoked = self._on_revoked
@@ -222,6 +228,31 @@ class App:
 
         self.tasks.append(asyncio.create_task(snapshots(), name="agentnet-presence-snapshots"))
         log.info("replica %s: sharing changes with other replicas of this PostgreSQL store", replica)
+
+    async def _retention(self) -> None:
+        """Delete history older than the retention, in bounded batches through the writer, so
+        sends wait for one batch at most. Runs now and then every prune_interval."""
+        s = self.settings
+        assert self.db is not None
+        while True:
+            cutoff = now_us() - int(s.retention_days * 86_400_000_000)
+            messages = feed = 0
+            try:
+                while True:
+                    m, f = await self.db.write(ops.prune_history, cutoff, PRUNE_BATCH)
+                    messages, feed = messages + m, feed + f
+                    if m < PRUNE_BATCH and f < PRUNE_BATCH:
+                        break
+            except Exception as exc:  # noqa: BLE001 - the store may be down; try again next round
+                log.warning("retention: could not delete old history (%s); trying again in %g s", exc, s.prune_interval)
+            if messages or feed:
+                log.info(
+                    "retention: deleted %d messages and %d inbox entries older than %g days",
+                    messages,
+                    feed,
+                    s.retention_days,
+                )
+            await asyncio.sleep(s.prune_interval)
 
     def _on_read(self, agent_id: str, result: ReadResult) -> None:
         """Read markers apply to the agent: tell all its sessions (its other devices too)."""

@@ -87,7 +87,14 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         overrides["sqlite_synchronous"] = ns.sqlite_synchronous
     if ns.allow_unsigned:
         overrides["require_signatures"] = False
-    for name in ("events_per_second", "event_burst", "max_agents_per_device", "max_sessions_per_device"):
+    for name in (
+        "events_per_second",
+        "event_burst",
+        "max_agents_per_device",
+        "max_sessions_per_device",
+        "retention_days",
+        "prune_interval",
+    ):
         if getattr(ns, name, None) is not None:
             overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
@@ -283,6 +290,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-agents-per-device", type=nonneg_int, help="agents one device may act as (0 = no limit)")
     p.add_argument("--max-sessions-per-device", type=nonneg_int, help="live sessions per device (0 = no limit)")
+    p.add_argument(
+        "--retention-days",
+        type=nonneg_float,
+        help="delete messages and inbox entries older than this many days (default 0: keep everything; "
+        "env AGENTNET_RETENTION_DAYS)",
+    )
+    p.add_argument("--prune-interval", type=positive_float, help="seconds between retention runs (default 3600)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--ready-file", help="write the bound addresses as JSON here once serving")
     p.set_defaults(fn=cmd_serve)

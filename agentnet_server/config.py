@@ -50,6 +50,11 @@ class Settings:
     revocation_poll: float = 1.0
     # Presence changes are batched over this window before they are broadcast.
     presence_batch: float = 0.1
+    # History retention: messages and inbox entries older than this many days are deleted (0
+    # keeps everything). A session resuming across deleted history gets a history_gap event.
+    retention_days: float = 0.0
+    # How often the retention job looks for history to delete.
+    prune_interval: float = 3600.0
     # Graceful shutdown: open streams get this long after being told.
     shutdown_grace: float = 5.0
     # gRPC transport keepalive (see FIELD_NOTES: set ping timeout explicitly).
@@ -75,6 +80,7 @@ class Settings:
             "revocation_poll": self.revocation_poll,
             "keepalive_time": self.keepalive_time,
             "keepalive_timeout": self.keepalive_timeout,
+            "prune_interval": self.prune_interval,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -89,6 +95,7 @@ class Settings:
             "max_agents_per_device",
             "shutdown_grace",
             "presence_batch",
+            "retention_days",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
@@ -105,6 +112,7 @@ _ENV: Mapping[str, tuple[str, type]] = {
     "AGENTNET_CERTS": ("certs", pathlib.Path),
     "AGENTNET_HEARTBEAT_INTERVAL": ("heartbeat_interval", float),
     "AGENTNET_LOG_LEVEL": ("log_level", str),
+    "AGENTNET_RETENTION_DAYS": ("retention_days", float),
 }
 
 

@@ -789,6 +789,8 @@ def sse_frame(ev: events_pb2.ServerEvent, inbox: str) -> tuple[bytes, tuple[str,
         cursor = (ev.message.conversation, ev.message.seq)
     elif kind in SEQUENCED_FEED:
         cursor = (inbox, getattr(ev, kind).item.seq)
+    elif kind == "history_gap":  # deleted history: resuming from here must not ask for it again
+        cursor = (ev.history_gap.conversation, ev.history_gap.to_seq)
     data = json.dumps(
         json_format.MessageToDict(ev, always_print_fields_with_no_presence=True),
         ensure_ascii=False,

@@ -51,6 +51,27 @@ async def test_migrate_is_idempotent_and_versioned(db_url: str) -> None:
         d.close()
 
 
+async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url: str) -> None:
+    d = Database(db_url)
+    d.migrate()
+    # Make it look like a version 1 database: no create_time indexes, version stamp 1.
+    d.db.execute_sql("DROP INDEX message_create_time")
+    d.db.execute_sql("DROP INDEX feed_create_time")
+    d.db.execute_sql("DELETE FROM schema_version")
+    d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
+    d.close()
+
+    d = Database(db_url)
+    assert d.migrate() == CURRENT_VERSION == 2
+    pg_sql, sqlite_sql = "SELECT indexname FROM pg_indexes", "SELECT name FROM sqlite_master WHERE type = 'index'"
+    sql = pg_sql if d.is_postgres else sqlite_sql
+    names = {r[0] for r in d.db.execute_sql(sql).fetchall()}
+    assert {"feed_create_time", "message_create_time"} <= names
+    versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
+    assert versions == [1, 2]
+    d.close()
+
+
 async def test_newer_schema_is_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "future.db"
     d = Database(f"sqlite:///{path}")
@@ -184,3 +205,24 @@ def test_a_real_postgresql_deadlock_is_recognised_as_retryable(pg_database: str)
     assert sqlstate(dup.value) == "23505" and not retryable(dup.value)
     assert not retryable(RuntimeError("deadlock detected"))  # the text alone means nothing
     setup.close()
+
+
+async def test_prune_history_deletes_the_oldest_in_batches_and_seqs_go_on(db: Database) -> None:
+    from agentnet_server.records import now_us
+
+    await _agent(db, "a")
+    await db.write(ops.create_group, "a", "g", "g", "", 0)
+    conv = group_conv("g")
+    for i in range(5):
+        await _send(db, "a", conv, f"c{i}")
+    cutoff = now_us() + 1
+    assert await db.write(ops.prune_history, cutoff, 2) == (2, 0)
+    assert [m.seq for m in await db.read(ops.messages_after, conv, 0, 100)] == [3, 4, 5]
+    assert await db.write(ops.prune_history, cutoff, 100) == (3, 0)
+    assert await db.write(ops.prune_history, cutoff, 100) == (0, 0)
+    # Counters live in the conversation row: the next message is 6, not 1.
+    ack = await _send(db, "a", conv, "c5")
+    assert ack.message.seq == 6
+    # Nothing newer than the cutoff is touched.
+    assert await db.write(ops.prune_history, cutoff, 100) == (0, 0)
+    assert [m.seq for m in await db.read(ops.messages_after, conv, 0, 100)] == [6]

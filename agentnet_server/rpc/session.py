@@ -190,6 +190,7 @@ class Conn:
         self._ack_pending: dict[str, int] = {}
         self._ack_writing = False
         self.replayed = 0
+        self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
 
     # -- writer -------------------------------------------------------------------------------
 
@@ -339,19 +340,21 @@ class Conn:
             if cur is None or (upto is not None and cur >= upto):
                 return
             envs = await self.net.fetch(s.agent_id, conv, cur, REPLAY_PAGE)
-            if not envs:
-                return
             full_page = len(envs) == REPLAY_PAGE
             cur = s.cursors.get(conv)
             if cur is None:
                 return
             envs = [e for e in envs if e.seq > cur]
-            if envs and envs[0].seq != cur + 1:
-                yield events_pb2.ServerEvent(
-                    history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=cur + 1, to_seq=envs[0].seq - 1)
-                ).SerializeToString()
+            if not envs:
+                if upto is not None and cur < upto and not full_page:
+                    # Seqs up to `upto` exist (one was delivered or is the head) but the store has
+                    # none of them after the cursor: deleted by retention. Say so, then go on.
+                    yield self._gap(conv, cur + 1, upto)
+                return
             for env in envs:
-                s.cursors[conv] = env.seq
+                if env.seq != cur + 1:
+                    yield self._gap(conv, cur + 1, env.seq - 1)
+                s.cursors[conv] = cur = env.seq
                 self.replayed += 1
                 yield convert.encode(env)
             while s.control:
@@ -359,12 +362,26 @@ class Conn:
             if not full_page:
                 return
 
+    def _gap(self, conv: str, first: int, last: int) -> bytes:
+        """History this stream can no longer deliver (deleted by retention): tell the client and
+        move the cursor past it, so nothing is skipped silently."""
+        self.s.cursors[conv] = last
+        log.info("session %s (%s): %s #%d-#%d no longer stored", self.s.id, self.s.agent_id, conv, first, last)
+        return events_pb2.ServerEvent(
+            history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
+        ).SerializeToString()
+
     async def _replay(self) -> AsyncIterator[bytes]:
         while self.s.control:
             yield self.s.control.popleft()
         for conv in list(self.s.cursors):
             async for data in self._catch_up(conv):
                 yield data
+            # The head at register exists: if the store ends before it, the rest was deleted.
+            cur, head = self.s.cursors.get(conv), self.heads.get(conv, 0)
+            if cur is not None and cur < head:
+                async for data in self._catch_up(conv, head):
+                    yield data
 
     async def _recover(self) -> AsyncIterator[bytes]:
         """The queue overflowed: drop it and catch up from the store, then go live again."""
@@ -489,7 +506,7 @@ class Conn:
             given[c.conversation] = c.seq
         a = reg.agent
         rec, created = await self.net.register(device, a.id, a.display_name, a.role, a.description)
-        cursors, _heads = await self.net.resume_cursors(rec.id, device, given)
+        cursors, self.heads = await self.net.resume_cursors(rec.id, device, given)
         s = self.s
         s.agent_id = rec.id
         s.cursors.update(cursors)

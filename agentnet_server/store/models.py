@@ -103,7 +103,7 @@ class Message(Base):
 
     class Meta:
         primary_key = pw.CompositeKey("conv", "seq")
-        indexes = ((("sender", "client_msg_id"), True),)
+        indexes = ((("sender", "client_msg_id"), True), (("create_time",), False))
 
 
 class Feed(Base):
@@ -122,7 +122,7 @@ class Feed(Base):
 
     class Meta:
         primary_key = pw.CompositeKey("agent", "seq")
-        indexes = ((("agent", "conv", "message_seq"), False),)
+        indexes = ((("agent", "conv", "message_seq"), False), (("create_time",), False))
 
 
 class DeliveryCursor(Base):

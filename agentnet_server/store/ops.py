@@ -579,3 +579,20 @@ def devices_all(tx: Tx) -> list[DeviceRec]:
         DeviceRec(r[0], r[1], r[2], r[3], tuple(certs.get(r[0], ())), tuple(agents.get(r[0], ())))
         for r in tx.all("SELECT id, revoked_at, create_time, last_seen FROM device ORDER BY id")
     ]
+
+
+def prune_history(tx: Tx, cutoff: int, limit: int) -> tuple[int, int]:
+    """Delete up to `limit` of the oldest messages and of the oldest inbox entries created before
+    `cutoff` (microseconds). Sequence counters live in conversation and agent rows, so seqs
+    never repeat; sessions that resume across the deleted range are told with history_gap."""
+    messages = tx.exec(
+        "DELETE FROM message WHERE (conv, seq) IN "
+        "(SELECT conv, seq FROM message WHERE create_time < ? ORDER BY create_time LIMIT ?)",
+        (cutoff, limit),
+    )
+    feed = tx.exec(
+        "DELETE FROM feed WHERE (agent, seq) IN "
+        "(SELECT agent, seq FROM feed WHERE create_time < ? ORDER BY create_time LIMIT ?)",
+        (cutoff, limit),
+    )
+    return messages, feed

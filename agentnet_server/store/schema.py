@@ -10,10 +10,17 @@ import peewee as pw
 from ..records import now_us
 from .models import ALL_MODELS, SchemaVersion
 
-# version -> migration. Version 1 is the initial schema (created from the models). Add
-# migrations as functions taking the database, e.g. using playhouse.migrate.
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {}
-CURRENT_VERSION = 1
+
+def _v2_history_time_indexes(db: pw.Database) -> None:
+    """The retention job deletes the oldest messages and inbox entries by create_time."""
+    db.execute_sql("CREATE INDEX IF NOT EXISTS message_create_time ON message (create_time)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS feed_create_time ON feed (create_time)")
+
+
+# version -> migration. Version 1 is the initial schema; a new database is created from the
+# models and stamped with CURRENT_VERSION, an older one runs each later migration in order.
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_history_time_indexes}
+CURRENT_VERSION = 2
 
 
 class SchemaError(Exception):
