@@ -565,11 +565,6 @@ class Network:
             refs.update(await self.task_refs([it for it in items if it.task_id]))
         return refs
 
-    async def first_seq(self, conv: str) -> int | None:
-        if conv.startswith(INBOX_PREFIX):
-            return None
-        return await self.db.read(ops.first_seq, conv)
-
     async def ack(self, agent_id: str, device: str, cursors: Sequence[tuple[str, int]]) -> None:
         if cursors:
             await self.db.write(ops.ack, agent_id, device, list(cursors))

@@ -324,10 +324,6 @@ def message_get(tx: Tx, conv: str, seq: int) -> MessageRec | None:
     return None if row is None else _message(row)
 
 
-def first_seq(tx: Tx, conv: str) -> int | None:
-    return tx.scalar("SELECT MIN(seq) FROM message WHERE conv = ?", (conv,))
-
-
 def conv_last_seq(tx: Tx, conv: str) -> int:
     return tx.scalar("SELECT last_seq FROM conversation WHERE id = ?", (conv,)) or 0
 
