@@ -5,6 +5,7 @@ slow consumers that hurt nobody."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 
 import grpc
@@ -436,3 +437,54 @@ async def test_nobody_is_online_after_a_server_restart_until_they_reconnect(
     assert not agent.online and agent.id == "was-online"  # still registered, just offline
     call.cancel()
     await channel.close()
+
+
+async def test_leaving_a_group_during_its_replay_stops_the_replay(clients: Clients) -> None:
+    """A session resumes with a long backlog in a group and leaves the group while the backlog
+    is being replayed: the replay stops, and nothing sent after the leave reaches it."""
+    sender = await clients.live("laoxing-vps", "chatty")
+    member = await clients.live("xiaoxing-mac", "quitter")
+    await sender.join("busy", create=True)
+    await member.join("busy")
+    await member.close()
+    backlog = 1600  # more than three replay pages
+    for start in range(0, backlog, 200):
+        await asyncio.gather(*(sender.send(f"m{i}", group_id="busy") for i in range(start, start + 200)))
+
+    dev = load_device(clients.device_dir("xiaoxing-mac"))
+    async with secure_channel(clients.server.addr, dev) as channel:
+        call = channel.stream_stream(
+            "/agentnet.v1.AgentNet/Session",
+            request_serializer=events_pb2.ClientEvent.SerializeToString,
+            response_deserializer=events_pb2.ServerEvent.FromString,
+        )()
+        cursor = resources_pb2.Cursor(conversation="group:busy", seq=0)
+        await call.write(
+            events_pb2.ClientEvent(
+                request_id="r", register=events_pb2.Register(agent=resources_pb2.Agent(id="quitter"), cursors=[cursor])
+            )
+        )
+        seqs: list[int] = []
+        while not seqs:  # the replay is under way
+            ev = await asyncio.wait_for(call.read(), 20)
+            if ev.WhichOneof("event") == "message":
+                seqs.append(ev.message.seq)
+        await call.write(events_pb2.ClientEvent(request_id="bye", leave_group=events_pb2.LeaveGroup(group_id="busy")))
+        left = False
+        while not left:
+            ev = await asyncio.wait_for(call.read(), 20)
+            kind = ev.WhichOneof("event")
+            if kind == "message":
+                seqs.append(ev.message.seq)
+            left = kind == "group_left"
+        before_left = len(seqs)
+        after = [await sender.send(f"after {i}", group_id="busy") for i in range(3)]
+        with contextlib.suppress(TimeoutError):
+            while True:
+                ev = await asyncio.wait_for(call.read(), 1.5)
+                if ev.WhichOneof("event") == "message":
+                    seqs.append(ev.message.seq)
+        call.cancel()
+    assert seqs == list(range(1, len(seqs) + 1)), "replay out of order or with gaps"
+    assert len(seqs) == before_left, f"{len(seqs) - before_left} messages of the group came after group_left"
+    assert not {a.seq for a in after} & set(seqs), "messages sent after the leave were delivered"

@@ -352,11 +352,19 @@ class Conn:
                     yield self._gap(conv, cur + 1, upto)
                 return
             for env in envs:
+                # Every yield lets the reader run: if it left (or re-joined) the conversation
+                # meanwhile, the cursor is no longer ours to move.
                 if env.seq != cur + 1:
-                    yield self._gap(conv, cur + 1, env.seq - 1)
+                    gap = self._gap(conv, cur + 1, env.seq - 1)
+                    cur = env.seq - 1
+                    yield gap
+                    if s.cursors.get(conv) != cur:
+                        return
                 s.cursors[conv] = cur = env.seq
                 self.replayed += 1
                 yield convert.encode(env)
+                if s.cursors.get(conv) != cur:
+                    return
             while s.control:
                 yield s.control.popleft()
             if not full_page:
