@@ -14,11 +14,12 @@ import pathlib
 import subprocess
 from typing import Any
 
+import grpc
 import pytest
 
 from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 from agentnet_client import AgentnetError, Client, State
-from agentnet_client.device import load_device, secure_channel
+from agentnet_client.device import channel_options, load_device
 from tests.conftest import Clients, ServerProc, collect, until
 from tests.proxy import FreezableProxy
 
@@ -209,6 +210,28 @@ async def test_long_link_connects_and_chats(server: ServerProc, tmp_path: pathli
         await proxy.close()
 
 
+async def test_a_dial_that_hangs_is_given_up_and_retried(server: ServerProc, tmp_path: pathlib.Path) -> None:
+    """The TCP connect succeeds but no byte ever comes back (a frozen middlebox): the client gives
+    up after connect_timeout and dials again, and connects once the path works."""
+    cs = Clients(server.certs, server, tmp_path)
+    proxy = await FreezableProxy("127.0.0.1", server.port).start()
+    proxy.freeze()
+    try:
+        c = await cs.make("xiaoxing-mac", "patient", addr=proxy.addr, connect_timeout=1.0)
+        assert c.session is not None
+        await until(lambda: c.session is not None and c.session.connects >= 3, timeout=10)
+        assert c.state != State.LIVE
+        proxy.thaw()
+        await c.wait_live(timeout=10)
+        await c.join("patience", create=True)
+        sent = await c.send("through at last", group_id="patience")
+        [got] = await collect(c, "message", 1, conv=sent.conversation)
+        assert got.content == "through at last"
+    finally:
+        await cs.close_all()
+        await proxy.close()
+
+
 # -- slow readers among fast ones ---------------------------------------------------------------
 
 
@@ -216,7 +239,13 @@ async def _stalled_reader(certs_dir: pathlib.Path, addr: str, agent: str, group:
     """A raw stream that registers, joins, and then stops reading (it keeps sending heartbeats,
     so it is slow, not dead)."""
     dev = load_device(certs_dir)
-    channel = secure_channel(addr, dev)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=dev.ca_pem, private_key=dev.key_pem, certificate_chain=dev.cert_pem
+    )
+    # No BDP probing: the receive window stays small, so the server's queue for this stream
+    # overflows for certain instead of the transport buffering megabytes.
+    options = [*channel_options(), ("grpc.http2.bdp_probe", 0)]
+    channel = grpc.aio.secure_channel(addr, creds, options=options)
     call = service_pb2_grpc.AgentNetStub(channel).Session()
     await call.write(
         events_pb2.ClientEvent(request_id="reg", register=events_pb2.Register(agent=resources_pb2.Agent(id=agent)))
