@@ -59,6 +59,7 @@ class Client:
         sign: bool = True,
         verify: bool = True,
         reject_invalid: bool = False,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.server, folder = settings_from_env(server, device_dir)
         self.device: Device = load_device(folder)
@@ -71,6 +72,9 @@ class Client:
         self._sign = sign
         self._verify = verify
         self._reject_invalid = reject_invalid
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
+        self._connect_timeout = connect_timeout
         self.verifier = Verifier(self.device.ca_pem, self.get_device) if verify else None
         self.cache: Cache | None = None
         self.session: SessionClient | None = None
@@ -114,6 +118,7 @@ class Client:
                 task_signer=Signer(self.device).sign_task_update if self._sign else None,
                 verifier=self.verifier,
                 reject_invalid=self._reject_invalid,
+                connect_timeout=self._connect_timeout,
             )
             self.session.start()
 

@@ -103,8 +103,8 @@ def channel_options(keepalive: float = 10.0) -> list[tuple[str, Any]]:
         # Despite its name, gRPC core uses this as the deadline of one connection attempt (TCP
         # connect + TLS handshake + HTTP/2 settings), not as a backoff. A small value cuts every
         # handshake that takes longer: over a long link (two round trips of 150 ms) or in a
-        # reconnect storm the channel then never connects ("Handshake read failed"). The session's
-        # own watchdog (connect_timeout) bounds a hung dial anyway.
+        # reconnect storm the channel then never connects ("Handshake read failed"). A session's
+        # own watchdog (connect_timeout, 10 s) gives up on a dial that hangs sooner.
         ("grpc.min_reconnect_backoff_ms", 20_000),
         ("grpc.max_reconnect_backoff_ms", 5000),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),

@@ -444,10 +444,11 @@ class SessionClient:
                 ),
                 cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._cursors.items()],
             )
-            async with self._wlock:
-                await call.write(events_pb2.ClientEvent(request_id="register", register=reg))
+            # The watchdog first: the register write itself waits while the channel dials.
             self._last_recv = time.monotonic()
             helpers.append(asyncio.create_task(self._watchdog(call)))
+            async with self._wlock:
+                await call.write(events_pb2.ClientEvent(request_id="register", register=reg))
             helpers.append(asyncio.create_task(self._heartbeats()))
             helpers.append(asyncio.create_task(self._acks()))
             while True:

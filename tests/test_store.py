@@ -72,6 +72,38 @@ async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url
     d.close()
 
 
+async def test_servers_starting_together_migrate_once(db_url: str) -> None:
+    """Replicas of one store upgrading at the same moment: one runs each migration, the others
+    wait for it and find the schema current; none fails."""
+    import concurrent.futures
+    import threading
+
+    d = Database(db_url)
+    d.migrate()
+    d.db.execute_sql("DROP INDEX message_create_time")
+    d.db.execute_sql("DROP INDEX feed_create_time")
+    d.db.execute_sql("DELETE FROM schema_version")
+    d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
+    d.close()
+    barrier = threading.Barrier(4, timeout=10)
+
+    def start() -> int:
+        replica = Database(db_url)
+        try:
+            barrier.wait()
+            return replica.migrate()
+        finally:
+            replica.close()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: start(), range(4)))
+    assert results == [CURRENT_VERSION] * 4
+    d = Database(db_url)
+    versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
+    assert versions == [1, 2]
+    d.close()
+
+
 async def test_newer_schema_is_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "future.db"
     d = Database(f"sqlite:///{path}")

@@ -3,7 +3,8 @@ older one is brought forward one migration at a time, each in its own transactio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import peewee as pw
 
@@ -27,31 +28,59 @@ class SchemaError(Exception):
     """The database schema is newer than this code, or a migration failed."""
 
 
+# Plain SQL on `db` (not the models, which are bound through a process-wide proxy): the version
+# must be read and written on the connection that holds the schema lock.
 def current_version(db: pw.Database) -> int | None:
     if not db.table_exists(SchemaVersion._meta.table_name):
         return None
-    row = SchemaVersion.select(pw.fn.MAX(SchemaVersion.version)).scalar()
-    return int(row) if row is not None else None
+    row = db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def _stamp(db: pw.Database, version: int) -> None:
+    db.execute_sql(
+        f"INSERT INTO schema_version (version, applied_at) VALUES ({db.param}, {db.param})", (version, now_us())
+    )
 
 
 def migrate(db: pw.Database) -> int:
-    """Create or upgrade the schema; returns the version now in place."""
-    with db.atomic():
-        version = current_version(db)
-        if version is None:
-            db.create_tables(ALL_MODELS, safe=True)
-            SchemaVersion.create(version=CURRENT_VERSION, applied_at=now_us())
-            return CURRENT_VERSION
-    if version > CURRENT_VERSION:
-        raise SchemaError(
-            f"the database has schema version {version} but this agentnet knows only up to "
-            f"{CURRENT_VERSION}; upgrade agentnet or point --db at another database"
-        )
-    for target in range(version + 1, CURRENT_VERSION + 1):
-        step = MIGRATIONS.get(target)
-        if step is None:
-            raise SchemaError(f"no migration to schema version {target}")
-        with db.atomic():
+    """Create or upgrade the schema; returns the version now in place.
+
+    Each step runs in its own transaction that first takes a lock and then reads the version,
+    so replicas of one PostgreSQL store that start together migrate it once, in order."""
+    while True:
+        with _locked(db):
+            version = current_version(db)
+            if version is None:
+                with db.bind_ctx(ALL_MODELS):
+                    db.create_tables(ALL_MODELS, safe=True)
+                _stamp(db, CURRENT_VERSION)
+                return CURRENT_VERSION
+            if version > CURRENT_VERSION:
+                raise SchemaError(
+                    f"the database has schema version {version} but this agentnet knows only up to "
+                    f"{CURRENT_VERSION}; upgrade agentnet or point --db at another database"
+                )
+            if version == CURRENT_VERSION:
+                return CURRENT_VERSION
+            step = MIGRATIONS.get(version + 1)
+            if step is None:
+                raise SchemaError(f"no migration to schema version {version + 1}")
             step(db)
-            SchemaVersion.create(version=target, applied_at=now_us())
-    return CURRENT_VERSION
+            _stamp(db, version + 1)
+
+
+MIGRATION_LOCK = 0x61676E74  # "agnt": the advisory lock key for schema changes
+
+
+@contextlib.contextmanager
+def _locked(db: pw.Database) -> Iterator[None]:
+    """A transaction that holds the schema lock from its start: an advisory lock on PostgreSQL
+    (released at commit), BEGIN IMMEDIATE (the write lock) on SQLite."""
+    if isinstance(db, pw.PostgresqlDatabase):
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            yield
+    else:
+        with db.atomic("IMMEDIATE"):
+            yield
