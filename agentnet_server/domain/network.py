@@ -165,6 +165,13 @@ class Network:
         name, key = validate.display_name(display_name or agent_id)
         validate.check_text("role", role, validate.MAX_ROLE)
         validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)
+        if (
+            existing is not None
+            and device in existing.devices
+            and (existing.display_name, existing.role, existing.description) == (name, role, description)
+        ):
+            # A reconnect that changes nothing: no write (a reconnect storm is thousands of these).
+            return existing, False
         rec, created = await self.db.write(
             ops.register_agent,
             device,
@@ -521,9 +528,7 @@ class Network:
         else from the join point. Cursors for conversations the agent is not in are ignored; a
         cursor beyond a conversation's head is clamped to the head (caught_up reports the heads).
         """
-        heads_and_starts = await self.db.read(ops.conversation_heads, agent_id)
-        acked = await self.db.read(ops.delivery_cursors, agent_id, device)
-        feed_head = await self.db.read(ops.feed_head, agent_id)
+        heads_and_starts, acked, feed_head = await self.db.read(ops.resume_state, agent_id, device)
         mine = inbox_conv(agent_id)
         # Cursors for conversations the agent is not in (any more) are ignored, not refused: a
         # client's cache can outlive a membership or a server reset, and must still reconnect.

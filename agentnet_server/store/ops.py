@@ -471,6 +471,12 @@ def delivery_cursors(tx: Tx, agent_id: str, device: str) -> dict[str, int]:
     return dict(tx.all("SELECT conv, seq FROM delivery_cursor WHERE agent = ? AND device = ?", (agent_id, device)))
 
 
+def resume_state(tx: Tx, agent_id: str, device: str) -> tuple[dict[str, tuple[int, int]], dict[str, int], int]:
+    """What a registering session resumes from, in one read: conversation heads and start
+    points, this device's acknowledged cursors, and the head of the agent's feed."""
+    return conversation_heads(tx, agent_id), delivery_cursors(tx, agent_id, device), feed_head(tx, agent_id)
+
+
 _FEED_COLS = (
     "agent, seq, kind, conv, message_seq, task_id, task_version, actor, excerpt, in_inbox, read_time, create_time"
 )
