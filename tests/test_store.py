@@ -51,15 +51,19 @@ async def test_migrate_is_idempotent_and_versioned(db_url: str) -> None:
         d.close()
 
 
-async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url: str) -> None:
+def _make_version_1(db_url: str) -> None:
+    """A database as version 1 left it: no create_time indexes, version stamp 1."""
     d = Database(db_url)
     d.migrate()
-    # Make it look like a version 1 database: no create_time indexes, version stamp 1.
     d.db.execute_sql("DROP INDEX message_create_time")
     d.db.execute_sql("DROP INDEX feed_create_time")
     d.db.execute_sql("DELETE FROM schema_version")
     d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
     d.close()
+
+
+async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url: str) -> None:
+    _make_version_1(db_url)
 
     d = Database(db_url)
     assert d.migrate() == CURRENT_VERSION == 2
@@ -78,13 +82,7 @@ async def test_servers_starting_together_migrate_once(db_url: str) -> None:
     import concurrent.futures
     import threading
 
-    d = Database(db_url)
-    d.migrate()
-    d.db.execute_sql("DROP INDEX message_create_time")
-    d.db.execute_sql("DROP INDEX feed_create_time")
-    d.db.execute_sql("DELETE FROM schema_version")
-    d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
-    d.close()
+    _make_version_1(db_url)
     barrier = threading.Barrier(4, timeout=10)
 
     def start() -> int:
