@@ -266,7 +266,7 @@ class Hub:
     async def _flush_presence(self) -> None:
         # The window grows with the number of sessions: every flush is one write per session, so a
         # reconnect storm of thousands costs a few broadcasts, not one per arriving agent.
-        await asyncio.sleep(max(self.presence_batch, min(2.0, self.session_count / 2000)))
+        await asyncio.sleep(max(self.presence_batch, min(2.0, self.session_count / 1000)))
         changes = list(self._pending_presence.values())
         local = list(self._pending_local.values())
         if changes:
