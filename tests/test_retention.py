@@ -125,3 +125,48 @@ async def test_retention_flags_are_validated(tmp_path: pathlib.Path) -> None:
             [sys.executable, "-m", "agentnet_server", "serve", *flags], capture_output=True, text=True, timeout=30
         )
         assert out.returncode == 2 and word in out.stderr, out.stderr
+
+
+async def test_a_lagging_session_is_told_about_history_deleted_while_it_lagged(
+    make_server: Any, tmp_path: pathlib.Path
+) -> None:
+    """A reader stops reading, its queue overflows, and retention deletes what it missed before
+    it reads again: it gets gaps and messages that together cover every seq once, in order."""
+    from tests.test_faults import _stalled_reader
+
+    server: ServerProc = make_server(retention_days=RETENTION_S / 86_400, prune_interval=0.2, session_queue=8)
+    cs = Clients(server.certs, server, tmp_path)
+    sender = await cs.live("laoxing-vps", "alice", "Alice")
+    await sender.join(GROUP, create=True)
+    channel, call, hb = await _stalled_reader(cs.device_dir("xiaojin-mini"), server.addr, "slowpoke", GROUP)
+    try:
+        big = "z" * 12_000
+        n = 150
+        for start in range(0, n, 50):
+            await asyncio.gather(*(sender.send(f"{i}:{big}", group_id=GROUP) for i in range(start, start + 50)))
+        await _wait_pruned(server, 0)
+        # Nothing is sent afterwards: the tail must be reported from the heads, not from a later
+        # message.
+        covered: list[int] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while not covered or covered[-1] < n:
+            assert asyncio.get_running_loop().time() < deadline, f"covered only up to {covered[-1:]} of {n}"
+            ev = await asyncio.wait_for(call.read(), 30)
+            kind = ev.WhichOneof("event")
+            if kind == "history_gap" and ev.history_gap.conversation == CONV:
+                covered.extend(range(ev.history_gap.from_seq, ev.history_gap.to_seq + 1))
+            elif kind == "message" and ev.message.conversation == CONV:
+                covered.append(ev.message.seq)
+        assert covered == list(range(1, n + 1))
+        assert "fell behind; catching up from the store" in server.logs()
+        after = await sender.send("fresh", group_id=GROUP)
+        while True:
+            ev = await asyncio.wait_for(call.read(), 30)
+            if ev.WhichOneof("event") in ("history_gap", "message"):
+                break
+        assert (ev.WhichOneof("event"), ev.message.seq) == ("message", after.seq)
+    finally:
+        hb.cancel()
+        call.cancel()
+        await channel.close()
+        await cs.close_all()

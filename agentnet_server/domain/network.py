@@ -550,6 +550,10 @@ class Network:
         heads[mine] = feed_head
         return cursors, heads
 
+    async def heads(self, agent_id: str) -> dict[str, int]:
+        """The newest seq of every conversation of the agent (its feed included), from the store."""
+        return await self.db.read(ops.heads, agent_id)
+
     async def fetch(self, agent_id: str, conv: str, after: int, limit: int = REPLAY_PAGE) -> list[Envelope]:
         """Envelopes after a cursor, from the store (replay and gap repair)."""
         if conv.startswith(INBOX_PREFIX):

@@ -383,13 +383,18 @@ class Conn:
         while self.s.control:
             yield self.s.control.popleft()
         for conv in list(self.s.cursors):
-            async for data in self._catch_up(conv):
+            async for data in self._catch_up_past(conv, self.heads.get(conv, 0)):
                 yield data
-            # The head at register exists: if the store ends before it, the rest was deleted.
-            cur, head = self.s.cursors.get(conv), self.heads.get(conv, 0)
-            if cur is not None and cur < head:
-                async for data in self._catch_up(conv, head):
-                    yield data
+
+    async def _catch_up_past(self, conv: str, known: int) -> AsyncIterator[bytes]:
+        """Catch up from the store. `known` is a seq that was committed (a head, or a delivery
+        that was dropped): if the store ends before it, the rest was deleted: a gap."""
+        async for data in self._catch_up(conv):
+            yield data
+        cur = self.s.cursors.get(conv)
+        if cur is not None and cur < known:
+            async for data in self._catch_up(conv, known):
+                yield data
 
     async def _recover(self) -> AsyncIterator[bytes]:
         """The queue overflowed: drop it and catch up from the store, then go live again."""
@@ -401,10 +406,12 @@ class Conn:
         log.info(
             "session %s (%s) fell behind; catching up from the store (%d dropped so far)", s.id, s.agent_id, s.dropped
         )
+        # The heads now: what was dropped while lagging may have been deleted by retention since.
+        heads = await self.net.heads(s.agent_id)
         for conv in convs:
             if conv not in s.cursors and not await self._adopt(conv):
                 continue
-            async for data in self._catch_up(conv):
+            async for data in self._catch_up_past(conv, heads.get(conv, 0)):
                 yield data
         s.presence_stale = True
 

@@ -22,6 +22,7 @@ from ..records import (
     SendResult,
     dm_parties,
     group_conv,
+    inbox_conv,
     now_us,
 )
 from .db import Tx
@@ -469,6 +470,13 @@ def feed_head(tx: Tx, agent_id: str) -> int:
 
 def delivery_cursors(tx: Tx, agent_id: str, device: str) -> dict[str, int]:
     return dict(tx.all("SELECT conv, seq FROM delivery_cursor WHERE agent = ? AND device = ?", (agent_id, device)))
+
+
+def heads(tx: Tx, agent_id: str) -> dict[str, int]:
+    """The newest seq of every conversation of the agent, its feed included."""
+    out = {conv: last for conv, (last, _start) in conversation_heads(tx, agent_id).items()}
+    out[inbox_conv(agent_id)] = feed_head(tx, agent_id)
+    return out
 
 
 def resume_state(tx: Tx, agent_id: str, device: str) -> tuple[dict[str, tuple[int, int]], dict[str, int], int]:
