@@ -166,7 +166,8 @@ class Network:
         validate.check_text("role", role, validate.MAX_ROLE)
         validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)
         if (
-            existing is not None
+            self.db.replica is None  # with replicas the cache may trail a rename made elsewhere
+            and existing is not None
             and device in existing.devices
             and (existing.display_name, existing.role, existing.description) == (name, role, description)
         ):
@@ -528,7 +529,9 @@ class Network:
         else from the join point. Cursors for conversations the agent is not in are ignored; a
         cursor beyond a conversation's head is clamped to the head (caught_up reports the heads).
         """
-        heads_and_starts, acked, feed_head = await self.db.read(ops.resume_state, agent_id, device)
+        # Through the writer queue (read-only): delivery acks the previous connection queued are
+        # committed first, so a client that resumes from server-side acks gets no duplicates.
+        heads_and_starts, acked, feed_head = await self.db.write(ops.resume_state, agent_id, device)
         mine = inbox_conv(agent_id)
         # Cursors for conversations the agent is not in (any more) are ignored, not refused: a
         # client's cache can outlive a membership or a server reset, and must still reconnect.
