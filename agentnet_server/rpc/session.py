@@ -409,6 +409,8 @@ class Conn:
         # The heads now: what was dropped while lagging may have been deleted by retention since.
         heads = await self.net.heads(s.agent_id)
         for conv in convs:
+            if conv.startswith(GROUP_PREFIX) and conv not in heads:
+                continue  # not a member any more (perhaps left through another replica)
             if conv not in s.cursors and not await self._adopt(conv):
                 continue
             async for data in self._catch_up_past(conv, heads.get(conv, 0)):
