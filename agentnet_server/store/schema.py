@@ -4,6 +4,7 @@ older one is brought forward one migration at a time, each in its own transactio
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 import peewee as pw
@@ -52,7 +53,7 @@ def migrate(db: pw.Database) -> int:
         with _locked(db):
             version = current_version(db)
             if version is None:
-                with db.bind_ctx(ALL_MODELS):
+                with _BIND_LOCK, db.bind_ctx(ALL_MODELS):  # bindings are process-wide
                     db.create_tables(ALL_MODELS, safe=True)
                 _stamp(db, CURRENT_VERSION)
                 return CURRENT_VERSION
@@ -70,6 +71,7 @@ def migrate(db: pw.Database) -> int:
             _stamp(db, version + 1)
 
 
+_BIND_LOCK = threading.Lock()
 MIGRATION_LOCK = 0x61676E74  # "agnt": the advisory lock key for schema changes
 
 
