@@ -160,6 +160,7 @@ class SessionClient:
         self.presence: dict[str, bool] = {}
         self.duplicates_dropped = 0
         self.connects = 0
+        self._phase_started = 0.0  # start of the dial, then of the registration
         self._cursors: dict[str, int] = cache.cursors() if cache else {}
         # event_queue=0: do not queue events for the application (cache and cursors only).
         self._queue_events = event_queue > 0
@@ -444,11 +445,13 @@ class SessionClient:
                 ),
                 cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._cursors.items()],
             )
-            # The watchdog first: the register write itself waits while the channel dials.
-            self._last_recv = time.monotonic()
+            # The watchdog first: the register write itself waits while the channel dials. The
+            # dial and the registration each get connect_timeout.
+            self._last_recv = self._phase_started = time.monotonic()
             helpers.append(asyncio.create_task(self._watchdog(call)))
             async with self._wlock:
                 await call.write(events_pb2.ClientEvent(request_id="register", register=reg))
+            self._phase_started = time.monotonic()
             helpers.append(asyncio.create_task(self._heartbeats()))
             helpers.append(asyncio.create_task(self._acks()))
             while True:
@@ -478,12 +481,11 @@ class SessionClient:
     async def _watchdog(self, call: Any) -> None:
         """Cancel the call when registration does not finish within connect_timeout (a link that
         hangs while dialing) or when the server is silent for 3 heartbeat intervals."""
-        started = time.monotonic()
         while True:
             await asyncio.sleep(min(0.25, self.heartbeat_interval / 4))
             now = time.monotonic()
             if self.state == State.REGISTERING:
-                if now - started > self.connect_timeout:
+                if now - self._phase_started > self.connect_timeout:
                     log.info("no registration within %.1f s; reconnecting", self.connect_timeout)
                     self._abandon(call)
                     return
