@@ -14,11 +14,8 @@ either of them may add a note, and the assignee may update the result, without c
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
-
-from cryptography import x509
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..hub import FEED, Envelope
@@ -26,7 +23,7 @@ from ..records import TERMINAL, FeedRec, TaskRec, TaskStatus, inbox_conv
 from ..store import tasks as store
 from ..store.tasks import TaskCommit
 from . import signatures, validate
-from .network import Network
+from .network import Network, SignedFields
 
 S = TaskStatus
 ASSIGNEE, CREATOR = "assignee", "creator"
@@ -92,16 +89,6 @@ def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_s
             )
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskSigned:
-    """A task request's signature and the TLS certificate of the device that sent it."""
-
-    signature: bytes = b""
-    signer_fp: str = ""
-    sign_time: int = 0
-    cert: x509.Certificate | None = None
-
-
 class Tasks:
     def __init__(self, net: Network) -> None:
         self.net = net
@@ -129,7 +116,7 @@ class Tasks:
         priority: int,
         due_time: int,
         client_task_id: str = "",
-        signed: TaskSigned = TaskSigned(),
+        signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
         signatures.check_task_create(
@@ -185,7 +172,7 @@ class Tasks:
         note: str,
         result: str,
         expected_version: int,
-        signed: TaskSigned = TaskSigned(),
+        signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """An empty result leaves the result as it is."""
         signatures.check_task_update(

@@ -9,6 +9,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from agentnet.v1 import events_pb2, resources_pb2
 
+from ..auth import Peer
+from ..domain.network import SignedFields
 from ..errors import InvalidArgument
 from ..hub import FEED, MESSAGE, Envelope, PresenceChange
 from ..records import AgentRec, FeedKind, FeedRec, GroupRec, MemberRec, MessageRec, TaskChangeRec, TaskRec
@@ -24,6 +26,12 @@ def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
 
 def us_of(t: timestamp_pb2.Timestamp) -> int:
     return t.ToMicroseconds() if t.seconds or t.nanos else 0
+
+
+def signed(req: Any, peer: Peer) -> SignedFields:
+    """The signature fields of a send or task request (`signature`, `sign_time`) with the TLS
+    certificate of the device that sent it."""
+    return SignedFields(req.signature, peer.fingerprint if req.signature else "", us_of(req.sign_time), peer.cert)
 
 
 def varint(n: int) -> bytes:

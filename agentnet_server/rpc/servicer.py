@@ -11,8 +11,8 @@ from agentnet.v1 import resources_pb2, service_pb2
 from ..auth import current_peer
 from ..domain.inbox import Inbox
 from ..domain.limits import Limiter
-from ..domain.network import Network, SignedFields, Target
-from ..domain.tasks import Tasks, TaskSigned
+from ..domain.network import Network, Target
+from ..domain.tasks import Tasks
 from ..errors import InvalidArgument, NotFound
 from ..hub import Hub
 from ..records import dm_conv, group_conv
@@ -105,9 +105,7 @@ class AgentNetServicer:
         peer = current_peer.get()
         if self.limiter is not None:
             self.limiter.check_send(device)
-        signed = SignedFields(
-            req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time), peer.cert
-        )
+        signed = convert.signed(req, peer)
         sent = await self.net.send(
             agent,
             device,
@@ -209,7 +207,7 @@ class AgentNetServicer:
             t.priority,
             convert.us_of(t.due_time),
             req.client_task_id,
-            self._task_signed(req),
+            convert.signed(req, current_peer.get()),
         )
         return convert.task(c.task)
 
@@ -235,15 +233,9 @@ class AgentNetServicer:
             req.note,
             req.result,
             req.expected_version,
-            self._task_signed(req),
+            convert.signed(req, current_peer.get()),
         )
         return convert.task(c.task)
-
-    def _task_signed(self, req: Any) -> TaskSigned:
-        peer = current_peer.get()
-        return TaskSigned(
-            req.signature, peer.fingerprint if req.signature else "", convert.us_of(req.sign_time), peer.cert
-        )
 
     # -- devices ------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from agentnet.v1 import events_pb2, resources_pb2
 from ..auth import Peer, current_peer
 from ..config import Settings
 from ..domain.inbox import Inbox, ReadResult
-from ..domain.network import Network, SignedFields, Target
-from ..domain.tasks import Tasks, TaskSigned
+from ..domain.network import Network, Target
+from ..domain.tasks import Tasks
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from ..hub import Envelope, Hub, PresenceChange, Session
 from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, AgentRec, SendResult, dm_parties, inbox_conv, now_us
@@ -590,9 +590,7 @@ class Conn:
         )
         if self.svc.limiter is not None:
             self.svc.limiter.check_send(self.peer.device_id)
-        signed = SignedFields(
-            m.signature, self.peer.fingerprint if m.signature else "", convert.us_of(m.sign_time), self.peer.cert
-        )
+        signed = convert.signed(m, self.peer)
         p = self.net.prepare_send(
             self.s.agent_id,
             self.peer.device_id,
@@ -674,9 +672,7 @@ class Conn:
     async def on_create_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
         c, t = ev.create_task, ev.create_task.task
-        signed = TaskSigned(
-            c.signature, self.peer.fingerprint if c.signature else "", convert.us_of(c.sign_time), self.peer.cert
-        )
+        signed = convert.signed(c, self.peer)
         commit = await self.svc.tasks.create(
             self.s.agent_id,
             self.peer.device_id,
@@ -698,9 +694,7 @@ class Conn:
     async def on_update_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
         u = ev.update_task
-        signed = TaskSigned(
-            u.signature, self.peer.fingerprint if u.signature else "", convert.us_of(u.sign_time), self.peer.cert
-        )
+        signed = convert.signed(u, self.peer)
         commit = await self.svc.tasks.update(
             self.s.agent_id,
             self.peer.device_id,
