@@ -57,6 +57,7 @@ def _make_version_1(db_url: str) -> None:
     d.migrate()
     d.db.execute_sql("DROP INDEX message_create_time")
     d.db.execute_sql("DROP INDEX feed_create_time")
+    d.db.execute_sql("DROP TABLE pruned_send")
     d.db.execute_sql("DELETE FROM schema_version")
     d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
     d.close()
@@ -71,6 +72,7 @@ async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url
     sql = pg_sql if d.is_postgres else sqlite_sql
     names = {r[0] for r in d.db.execute_sql(sql).fetchall()}
     assert {"feed_create_time", "message_create_time"} <= names
+    assert d.db.table_exists("pruned_send")
     versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
     assert versions == [1, 2]
     d.close()
@@ -255,4 +257,11 @@ async def test_prune_history_deletes_the_oldest_in_batches_and_seqs_go_on(db: Da
     assert ack.message.seq == 6
     # Nothing newer than the cutoff is touched.
     assert await db.write(ops.prune_history, cutoff, 100) == (0, 0)
+    assert [m.seq for m in await db.read(ops.messages_after, conv, 0, 100)] == [6]
+    # (sender, client_msg_id) stays taken after its message is deleted (DESIGN.md §2.2): a late
+    # resend is the original's duplicate, a reuse for other content is refused.
+    late = await _send(db, "a", conv, "c1")
+    assert (late.duplicate, late.message.conversation, late.message.seq) == (True, conv, 2)
+    with pytest.raises(AlreadyExists):
+        await _send(db, "a", conv, "c1", content="other")
     assert [m.seq for m in await db.read(ops.messages_after, conv, 0, 100)] == [6]

@@ -106,6 +106,21 @@ class Message(Base):
         indexes = ((("sender", "client_msg_id"), True), (("create_time",), False))
 
 
+class PrunedSend(Base):
+    """What stays of a message deleted by retention: its (sender, client_msg_id) remains taken
+    for ever, so a late resend is answered as a duplicate, never stored a second time."""
+
+    sender = pw.CharField(max_length=64)
+    client_msg_id = pw.CharField(max_length=64)
+    conv = pw.CharField(max_length=160)
+    seq = pw.BigIntegerField()
+    digest = pw.CharField(max_length=64)
+    create_time = pw.BigIntegerField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("sender", "client_msg_id")
+
+
 class Feed(Base):
     agent = pw.CharField(max_length=64)
     seq = pw.BigIntegerField()
@@ -194,6 +209,7 @@ ALL_MODELS: tuple[type[Base], ...] = (
     Group,
     Member,
     Message,
+    PrunedSend,
     Feed,
     DeliveryCursor,
     ReadMarker,

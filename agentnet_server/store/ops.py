@@ -377,6 +377,13 @@ def send_message(
     prior = tx.one(
         "SELECT conv, seq, digest FROM message WHERE sender = ? AND client_msg_id = ?", (sender, client_msg_id)
     )
+    pruned = None
+    if prior is None:
+        pruned = tx.one(
+            "SELECT conv, seq, digest, create_time FROM pruned_send WHERE sender = ? AND client_msg_id = ?",
+            (sender, client_msg_id),
+        )
+        prior = pruned
     if prior is not None:
         if prior[2] != digest:
             raise AlreadyExists(
@@ -385,6 +392,10 @@ def send_message(
                 reason="CLIENT_MSG_ID_REUSED",
                 metadata={"conversation": prior[0], "seq": str(prior[1])},
             )
+        if pruned is not None:
+            # The original was deleted by retention: its place and time, without the content.
+            gone = MessageRec(pruned[0], pruned[1], sender, "", client_msg_id, "", None, pruned[3])
+            return SendResult(gone, True, ())
         original = message_get(tx, prior[0], prior[1])
         assert original is not None
         return SendResult(original, True, ())
@@ -594,12 +605,17 @@ def devices_all(tx: Tx) -> list[DeviceRec]:
 def prune_history(tx: Tx, cutoff: int, limit: int) -> tuple[int, int]:
     """Delete up to `limit` of the oldest messages and of the oldest inbox entries created before
     `cutoff` (microseconds). Sequence counters live in conversation and agent rows, so seqs
-    never repeat; sessions that resume across the deleted range are told with history_gap."""
-    messages = tx.exec(
-        "DELETE FROM message WHERE (conv, seq) IN "
-        "(SELECT conv, seq FROM message WHERE create_time < ? ORDER BY create_time LIMIT ?)",
+    never repeat; sessions that resume across the deleted range are told with history_gap; the
+    send ids stay taken (pruned_send), so a late resend is still a duplicate."""
+    # The same batch twice (the order is total): first keep the send ids, then delete.
+    batch = "(SELECT conv, seq FROM message WHERE create_time < ? ORDER BY create_time, conv, seq LIMIT ?)"
+    tx.exec(
+        "INSERT INTO pruned_send (sender, client_msg_id, conv, seq, digest, create_time) "
+        f"SELECT sender, client_msg_id, conv, seq, digest, create_time FROM message WHERE (conv, seq) IN {batch} "
+        "ON CONFLICT DO NOTHING",
         (cutoff, limit),
     )
+    messages = tx.exec(f"DELETE FROM message WHERE (conv, seq) IN {batch}", (cutoff, limit))
     feed = tx.exec(
         "DELETE FROM feed WHERE (agent, seq) IN "
         "(SELECT agent, seq FROM feed WHERE create_time < ? ORDER BY create_time LIMIT ?)",

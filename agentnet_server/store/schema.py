@@ -13,15 +13,21 @@ from ..records import now_us
 from .models import ALL_MODELS, SchemaVersion
 
 
-def _v2_history_time_indexes(db: pw.Database) -> None:
-    """The retention job deletes the oldest messages and inbox entries by create_time."""
+def _v2_retention(db: pw.Database) -> None:
+    """The retention job deletes the oldest messages and inbox entries by create_time, and keeps
+    the send ids of deleted messages in pruned_send."""
     db.execute_sql("CREATE INDEX IF NOT EXISTS message_create_time ON message (create_time)")
     db.execute_sql("CREATE INDEX IF NOT EXISTS feed_create_time ON feed (create_time)")
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS pruned_send (sender VARCHAR(64) NOT NULL, client_msg_id VARCHAR(64) NOT NULL, "
+        "conv VARCHAR(160) NOT NULL, seq BIGINT NOT NULL, digest VARCHAR(64) NOT NULL, create_time BIGINT NOT NULL, "
+        "PRIMARY KEY (sender, client_msg_id))"
+    )
 
 
 # version -> migration. Version 1 is the initial schema; a new database is created from the
 # models and stamped with CURRENT_VERSION, an older one runs each later migration in order.
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_history_time_indexes}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_retention}
 CURRENT_VERSION = 2
 
 
