@@ -62,7 +62,7 @@ test-openclaw: $(STAMP) ## Install a real OpenClaw gateway (npm, ~650 MB) and te
 	AGENTNET_TEST_OPENCLAW=$(abspath $(OPENCLAW_DIR)) $(BIN)/python -m pytest -q -m openclaw -o addopts= -p no:cacheprovider tests/test_openclaw.py
 
 openapi: $(STAMP) ## Write docs/openapi.json from the google.api.http rules
-	$(BIN)/python -m agentnet_server.openapi --out docs/openapi.json
+	$(BIN)/python -m agentnet_server.rest.openapi --out docs/openapi.json
 
 clean: ## Remove the virtualenv and caches (keeps certs/ and var/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -180,9 +180,26 @@ class App:
         addr = self.settings.http_addr.strip()
         if not addr or addr.lower() == "off":
             return None
-        from .gateway import Gateway
+        from .rest import openapi
+        from .rest.server import Gateway, ssl_context
+        from .rest.sse import EventStream
 
-        gateway = Gateway(self)
+        rev = self.revocations
+
+        async def admit(peer: auth.Peer) -> None:
+            rev.check(peer)
+            await rev.remember(peer)
+
+        gateway = Gateway(
+            unary=self.servicer,
+            admit=admit,
+            tls=ssl_context(self.certs),
+            max_body=self.settings.max_message_bytes,
+            shutdown_grace=self.settings.shutdown_grace,
+            events=EventStream(self.net.acting_agent, self.sessions, self.settings.heartbeat_interval),
+            document=openapi.build_document,
+            services=service_pb2.DESCRIPTOR.services_by_name.values(),
+        )
         port = await gateway.start(addr)
         self.http = gateway
         return port

@@ -31,7 +31,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 
 from agentnet.v1 import service_pb2
 from agentnet_client import signing
-from agentnet_server import gateway, openapi, pki
+from agentnet_server import pki
+from agentnet_server.rest import errors as rest_errors
+from agentnet_server.rest import openapi, routes, transcoder
+from agentnet_server.rest.sse import EVENTS_PATH
 from agentnet_server.rpc.servicer import AgentNetServicer
 from tests.conftest import ROOT, ServerProc, uid
 
@@ -317,7 +320,7 @@ def test_status_table_is_grpc_gateways() -> None:
         errors.Internal: (500, 13),
     }
     for cls, (http, code) in table.items():
-        resp = gateway.error_response(cls("why", reason="WHY", metadata={"k": "v"}, retry_after=1.5))
+        resp = rest_errors.error_response(cls("why", reason="WHY", metadata={"k": "v"}, retry_after=1.5))
         assert resp.status == http, cls
         assert resp.text is not None
         body = json.loads(resp.text)
@@ -332,7 +335,7 @@ def test_status_table_is_grpc_gateways() -> None:
     for name, http in (("OUT_OF_RANGE", 400), ("CANCELLED", 499), ("UNIMPLEMENTED", 501), ("DEADLINE_EXCEEDED", 504)):
         exc = errors.AgentnetError("x")
         exc.status = name
-        assert gateway.error_response(exc).status == http, name
+        assert rest_errors.error_response(exc).status == http, name
 
 
 def test_no_client_certificate_is_refused_at_the_handshake(rest: Rest) -> None:
@@ -597,7 +600,7 @@ def compile_demo(tmp: pathlib.Path) -> Any:
 
 def test_routes_come_from_annotations_only(tmp_path: pathlib.Path) -> None:
     svc = compile_demo(tmp_path)
-    t = gateway.Transcoder([svc])
+    t = transcoder.Transcoder([svc])
     assert sorted((r.http_method, r.template.text, r.rpc_name) for r in t.routes) == [
         ("GET", "/demo/shelves/{shelf_id}/widgets", "ListWidgets"),
         ("GET", "/demo/widgets", "ListWidgets"),
@@ -613,13 +616,13 @@ def test_routes_come_from_annotations_only(tmp_path: pathlib.Path) -> None:
         ["a", "b"],
         True,
     )
-    with pytest.raises(gateway.HttpError) as bad:
+    with pytest.raises(rest_errors.HttpError) as bad:
         t.build_request(route, t.match("POST", "/demo/shelves/s/widgets/x:polish")[1], [], b"{}")
     assert bad.value.http_status == 400 and "{widget_id}" in bad.value.message
-    with pytest.raises(gateway.HttpError) as wrong:
+    with pytest.raises(rest_errors.HttpError) as wrong:
         t.match("GET", "/demo/shelves/s/widgets/1:polish")
     assert wrong.value.http_status == 405 and wrong.value.headers["Allow"] == "POST"
-    with pytest.raises(gateway.HttpError) as missing:
+    with pytest.raises(rest_errors.HttpError) as missing:
         t.match("GET", "/demo/nothing")
     assert missing.value.http_status == 404
 
@@ -651,7 +654,7 @@ def test_routes_come_from_annotations_only(tmp_path: pathlib.Path) -> None:
         ([("filter", "x")], "filter.color"),
         ([("filter.minSize", "1.5")], "not an integer"),
     ):
-        with pytest.raises(gateway.HttpError) as err:
+        with pytest.raises(rest_errors.HttpError) as err:
             t.build_request(route, groups, bad_query, b"")
         assert err.value.http_status == 400 and word in err.value.message, err.value.message
 
@@ -675,8 +678,8 @@ def test_routes_come_from_annotations_only(tmp_path: pathlib.Path) -> None:
 
 def test_every_annotated_rpc_is_routed() -> None:
     svc = service_pb2.DESCRIPTOR.services_by_name["AgentNet"]
-    routed = {r.rpc_name for r in gateway.Transcoder([svc]).routes}
-    annotated = {m.name for m in svc.methods if gateway.http_rules(m)}
+    routed = {r.rpc_name for r in transcoder.Transcoder([svc]).routes}
+    annotated = {m.name for m in svc.methods if routes.http_rules(m)}
     assert routed == annotated and {"ListAgents", "GetInbox", "MarkRead", "UpdateTask"} <= routed
     assert annotated == {m.name for m in svc.methods} - {"Session"}
     unimplemented = sorted(n for n in routed if not hasattr(AgentNetServicer, n))
@@ -743,7 +746,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_mismatch(make_server:
 
     for result in schema.get_all_operations():
         op = result.ok()
-        if op.path != gateway.EVENTS_PATH:
+        if op.path != EVENTS_PATH:
             fuzz(op)
     elapsed = time.monotonic() - started
     print(f"schemathesis: {sum(calls.values())} calls over {len(calls)} operations in {elapsed:.1f} s: {statuses}")

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the REST shim, generated from the same google.api.http rules.
 
-    python -m agentnet_server.openapi --out docs/openapi.json     (what `make openapi` runs)
-    python -m agentnet_server.openapi --check docs/openapi.json   (exit 1 when it is stale)
+    python -m agentnet_server.rest.openapi --out docs/openapi.json     (what `make openapi` runs)
+    python -m agentnet_server.rest.openapi --check docs/openapi.json   (exit 1 when it is stale)
 
 Schemas follow the proto3 JSON mapping the shim speaks: lowerCamelCase names, 64-bit integers as
 strings, enums by name, timestamps as RFC 3339 strings. Descriptions are the comments of the
@@ -23,19 +23,11 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from agentnet.v1 import service_pb2
 
-from .gateway import (
-    EVENTS_PATH,
-    INT32_TYPES,
-    INT64_TYPES,
-    OPENAPI_PATH,
-    TEXT_MESSAGES,
-    WRAPPERS,
-    Route,
-    Transcoder,
-    is_map,
-)
+from .routes import INT32_TYPES, INT64_TYPES, TEXT_MESSAGES, WRAPPERS, Route, is_map
+from .sse import EVENTS_PATH
+from .transcoder import OPENAPI_PATH, Transcoder
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 PROTOS = ROOT / "protos"
 REF = "#/components/schemas/"
 MAX_QUERY_DEPTH = 3
@@ -477,7 +469,7 @@ def render(doc: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m agentnet_server.openapi", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m agentnet_server.rest.openapi", description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", type=pathlib.Path, help="write the document here")
     g.add_argument("--check", type=pathlib.Path, help="exit 1 when this file differs from a fresh document")

@@ -1,0 +1,243 @@
+"""`GET /api/events`: the caller's server events as Server-Sent Events, resumable with
+Last-Event-ID, reusing the Session stream machinery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+
+from agentnet.v1 import events_pb2, resources_pb2
+
+from ..auth import Peer
+from ..records import inbox_conv
+from .errors import HttpError, bad_request, grpc_code
+
+log = logging.getLogger("agentnet.gateway")
+
+EVENTS_PATH = "/api/events"
+MAX_CURSORS = 10_000
+SSE_QUEUE = 64
+STALL_INTERVALS = 3
+
+# -- Server-Sent Events -------------------------------------------------------------------------
+
+
+class _StreamContext:
+    """What SessionService.handle needs from a gRPC context: abort() at the end of a failed stream."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        raise grpc.aio.AbortError(f"{code.name}: {details}")
+
+
+_END = object()
+
+
+def parse_last_event_id(text: str) -> list[resources_pb2.Cursor]:
+    """`Last-Event-ID: <conversation>:<seq>[, <conversation>:<seq> ...]` → resume cursors."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        conv, sep, seq = part.rpartition(":")
+        if not sep or not conv or not re.fullmatch(r"[0-9]{1,18}", seq):
+            raise bad_request(
+                f"Last-Event-ID: {part[:80]!r} is not <conversation>:<seq> (for example group:dev-team:42)",
+                "BAD_CURSOR",
+                "Last-Event-ID",
+            )
+        out[conv] = max(out.get(conv, 0), int(seq))
+    if len(out) > MAX_CURSORS:
+        raise bad_request(f"Last-Event-ID has {len(out)} cursors; the limit is {MAX_CURSORS}", "TOO_MANY_CURSORS")
+    return [resources_pb2.Cursor(conversation=c, seq=s) for c, s in out.items()]
+
+
+SEQUENCED_FEED = ("mention", "task_assigned", "task_updated", "direct_message")
+
+
+def sse_frame(ev: events_pb2.ServerEvent, inbox: str) -> tuple[bytes, tuple[str, int] | None]:
+    """One SSE event (`id`, `event`, `data`) and the cursor it delivers, if any."""
+    kind = ev.WhichOneof("event") or "unknown"
+    cursor: tuple[str, int] | None = None
+    if kind == "message":
+        cursor = (ev.message.conversation, ev.message.seq)
+    elif kind in SEQUENCED_FEED:
+        cursor = (inbox, getattr(ev, kind).item.seq)
+    elif kind == "history_gap":  # deleted history: resuming from here must not ask for it again
+        cursor = (ev.history_gap.conversation, ev.history_gap.to_seq)
+    data = json.dumps(
+        json_format.MessageToDict(ev, always_print_fields_with_no_presence=True),
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    head = f"id: {cursor[0]}:{cursor[1]}\n" if cursor else ""
+    return f"{head}event: {kind}\ndata: {data}\n\n".encode(), cursor
+
+
+async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
+    """Move serialized ServerEvents from the Session generator to the SSE writer.
+
+    Pulling the next event right after queueing one lets the Session writer record the
+    delivered cursor before the SSE writer acknowledges it.
+    """
+    try:
+        async for data in gen:
+            await out.put(data)
+    except grpc.aio.AbortError:
+        pass  # the closing error event was already yielded
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("event stream failed")
+    finally:
+        aclose = getattr(gen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    await out.put(_END)
+
+
+async def _write(resp: web.StreamResponse, data: bytes, interval: float) -> None:
+    """Write to an SSE client; one that has not read for 3 heartbeat intervals is gone."""
+    try:
+        await asyncio.wait_for(resp.write(data), STALL_INTERVALS * interval)
+    except TimeoutError:
+        raise ConnectionError(f"the client read nothing for {STALL_INTERVALS * interval:g} s") from None
+
+
+async def _request_events(q: asyncio.Queue[events_pb2.ClientEvent | None]) -> AsyncIterator[events_pb2.ClientEvent]:
+    while True:
+        ev = await q.get()
+        if ev is None:
+            return
+        yield ev
+
+
+class SessionHandler(Protocol):
+    """The Session stream handler: client events in, serialized ServerEvents out."""
+
+    def handle(self, requests: AsyncIterator[events_pb2.ClientEvent], context: Any) -> AsyncIterator[bytes]: ...
+
+
+class EventStream:
+    """`GET /api/events` for one caller: its Session, written as SSE frames and acknowledged as they go out."""
+
+    def __init__(
+        self, acting_agent: Callable[[str, str], str], sessions: SessionHandler, heartbeat_interval: float
+    ) -> None:
+        self.acting_agent = acting_agent
+        self.sessions = sessions
+        self.heartbeat_interval = heartbeat_interval
+
+    async def handle(self, request: web.Request, peer: Peer) -> web.StreamResponse:
+        """The caller's ServerEvents as Server-Sent Events, resumable with Last-Event-ID."""
+        query = request.rel_url.query
+        for key in query:
+            if key not in ("agent_id", "agentId", "last_event_id"):
+                raise bad_request(
+                    f"unknown query parameter {key!r} (known: agent_id, last_event_id)", "UNKNOWN_FIELD", key
+                )
+        agent = self.acting_agent(peer.device_id, query.get("agent_id") or query.get("agentId") or "")
+        cursors = parse_last_event_id(request.headers.get("Last-Event-ID") or query.get("last_event_id") or "")
+        inbox = inbox_conv(agent)
+        requests: asyncio.Queue[events_pb2.ClientEvent | None] = asyncio.Queue()
+        requests.put_nowait(
+            events_pb2.ClientEvent(
+                request_id="sse-register",
+                register=events_pb2.Register(agent=resources_pb2.Agent(id=agent), cursors=cursors),
+            )
+        )
+        out: asyncio.Queue[Any] = asyncio.Queue(SSE_QUEUE)
+        gen = self.sessions.handle(_request_events(requests), _StreamContext())
+        pump = asyncio.create_task(_pump(gen, out), name=f"agentnet-sse-{peer.device_id}")
+        interval = self.heartbeat_interval
+        try:
+            first = await out.get()
+            if first is _END:
+                raise HttpError(grpc.StatusCode.UNAVAILABLE, "the event stream ended at once; retry", "STREAM_ENDED")
+            ev = events_pb2.ServerEvent.FromString(first)
+            if ev.WhichOneof("event") == "error":
+                e = ev.error
+                raise HttpError(grpc_code(e.status), e.message, e.reason, metadata=dict(e.metadata))
+            resp = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
+            await resp.prepare(request)
+            try:
+                frame, _ = sse_frame(ev, inbox)
+                await _write(resp, f"retry: {int(interval * 1000)}\n\n".encode() + frame, interval)
+                await self._stream(resp, out, requests, inbox, interval)
+            except ConnectionError as exc:
+                log.info("SSE client of %s went away (%s)", peer.short, exc)
+                if request.transport is not None:
+                    request.transport.abort()
+            return resp
+        finally:
+            # End the request stream so the session flushes its acks and closes; then stop waiting.
+            requests.put_nowait(None)
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while not pump.done() and asyncio.get_running_loop().time() < deadline:
+                while not out.empty():
+                    out.get_nowait()
+                await asyncio.wait({pump}, timeout=0.05)
+            if not pump.done():
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    @staticmethod
+    async def _stream(
+        resp: web.StreamResponse,
+        out: asyncio.Queue[Any],
+        requests: asyncio.Queue[events_pb2.ClientEvent | None],
+        inbox: str,
+        interval: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + interval
+        while True:
+            try:
+                item = await asyncio.wait_for(out.get(), max(0.0, next_tick - loop.time()))
+            except TimeoutError:
+                next_tick = loop.time() + interval
+                requests.put_nowait(events_pb2.ClientEvent(heartbeat=events_pb2.Heartbeat()))
+                await _write(resp, b": keepalive\n\n", interval)
+                continue
+            items = [item]
+            while not out.empty():
+                items.append(out.get_nowait())
+            chunks: list[bytes] = []
+            acks: dict[str, int] = {}
+            ended = False
+            for it in items:
+                if it is _END:
+                    ended = True
+                    break
+                ev = events_pb2.ServerEvent.FromString(it)
+                if ev.WhichOneof("event") == "heartbeat_ack":
+                    continue
+                frame, cursor = sse_frame(ev, inbox)
+                chunks.append(frame)
+                if cursor is not None:
+                    acks[cursor[0]] = max(acks.get(cursor[0], 0), cursor[1])
+            if chunks:
+                await _write(resp, b"".join(chunks), interval)
+            if ended:
+                return
+            if acks:
+                # Written to the client: acknowledge, so the server-side delivery cursors advance.
+                requests.put_nowait(
+                    events_pb2.ClientEvent(
+                        ack=events_pb2.Ack(
+                            cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in acks.items()]
+                        )
+                    )
+                )
