@@ -58,7 +58,9 @@ def _time(ts: Any) -> str:
 def fmt_message(m: Any) -> str:
     where = f"#{m.group_id}" if m.group_id else f"dm→{m.recipient}"
     mark = " ✓" if getattr(m, "_verified", False) else ""
-    return f"[{_time(m.create_time)}] {where} {m.seq:>5}  {m.sender}: {m.content}{mark}"
+    thread = f"↳{m.reply_to} " if getattr(m, "reply_to", 0) else ""
+    auto = " (auto)" if getattr(m, "auto_hops", 0) else ""
+    return f"[{_time(m.create_time)}] {where} {m.seq:>5}  {m.sender}{auto}: {thread}{m.content}{mark}"
 
 
 def fmt_event(ev: Any) -> str:
@@ -224,6 +226,7 @@ async def _post(ns: argparse.Namespace, group_id: str = "", to_agent: str = "") 
             payload=_payload(ns.payload),
             mentions=getattr(ns, "mention", None) or [],
             client_msg_id=ns.id or "",
+            reply_to=ns.reply_to or 0,
         )
 
         def human() -> None:
@@ -473,7 +476,12 @@ async def cmd_sign(ns: argparse.Namespace) -> int:
 
     text = ns.text if ns.text != "-" else sys.stdin.read()
     sm = make_send(
-        text, group_id=ns.group or "", to_agent=ns.to or "", payload=_payload(ns.payload), client_msg_id=ns.id or ""
+        text,
+        group_id=ns.group or "",
+        to_agent=ns.to or "",
+        payload=_payload(ns.payload),
+        client_msg_id=ns.id or "",
+        reply_to=ns.reply_to or 0,
     )
     agent = acting(ns)
     client = make_client(ns)
@@ -650,6 +658,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("text", help="the message ('-' reads stdin)")
         p.add_argument("--payload", help="JSON object with machine-readable data")
         p.add_argument("--id", help="client_msg_id (retrying with the same id never sends twice)")
+        p.add_argument(
+            "--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers (threads it)"
+        )
         if name == "send":
             p.add_argument("--mention", action="append", help="mention this agent explicitly (repeatable)")
 
@@ -680,6 +691,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the message ('-' reads stdin)")
     p.add_argument("--payload", help="JSON object with machine-readable data")
     p.add_argument("--id", help="client_msg_id (default: a new random id)")
+    p.add_argument("--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers")
     p.add_argument("--stream", action="store_true", help="print a Session stream event instead of a unary request")
 
     p = add(

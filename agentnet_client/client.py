@@ -163,8 +163,11 @@ class Client:
         payload: dict[str, Any] | None = None,
         mentions: list[str] | None = None,
         client_msg_id: str = "",
+        reply_to: int = 0,
+        auto_hops: int = 0,
     ) -> events_pb2.MessageAck:
-        """Send over the live stream (outbox: survives disconnects; idempotent)."""
+        """Send over the live stream (outbox: survives disconnects; idempotent). `reply_to` is the
+        seq of the message answered in the same conversation; `auto_hops` marks an automatic reply."""
         return await self._live().send(
             content,
             group_id=group_id,
@@ -172,6 +175,28 @@ class Client:
             payload=payload,
             mentions=mentions,
             client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            auto_hops=auto_hops,
+        )
+
+    async def dm(
+        self,
+        to_agent: str,
+        content: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        client_msg_id: str = "",
+        reply_to: int = 0,
+        auto_hops: int = 0,
+    ) -> events_pb2.MessageAck:
+        """Send a direct message over the live stream (see send)."""
+        return await self.send(
+            content,
+            to_agent=to_agent,
+            payload=payload,
+            client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            auto_hops=auto_hops,
         )
 
     async def join(self, group_id: str, create: bool = False, title: str = "") -> events_pb2.GroupJoined:
@@ -271,6 +296,8 @@ class Client:
         payload: dict[str, Any] | None = None,
         mentions: list[str] | None = None,
         client_msg_id: str = "",
+        reply_to: int = 0,
+        auto_hops: int = 0,
     ) -> service_pb2.SendMessageResponse:
         """Send with a unary RPC (no live session needed); retried safely with one client_msg_id."""
         sm = make_send(
@@ -280,11 +307,18 @@ class Client:
             payload=payload,
             mentions=mentions,
             client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            auto_hops=auto_hops,
         )
         if self._sign:
             Signer(self.device).sign_send(sm, await self.acting_agent(agent_id))
         common: dict[str, Any] = dict(
-            agent_id=agent_id, client_msg_id=sm.client_msg_id, content=content, signature=sm.signature
+            agent_id=agent_id,
+            client_msg_id=sm.client_msg_id,
+            content=content,
+            signature=sm.signature,
+            reply_to=reply_to,
+            auto_hops=auto_hops,
         )
         for name in ("payload", "sign_time"):
             if sm.HasField(name):

@@ -81,12 +81,21 @@ def make_send(
     payload: dict[str, Any] | None = None,
     mentions: list[str] | None = None,
     client_msg_id: str = "",
+    reply_to: int = 0,
+    auto_hops: int = 0,
 ) -> events_pb2.SendMessage:
-    """A send request (not signed yet); a new random client_msg_id unless one is given."""
+    """A send request (not signed yet); a new random client_msg_id unless one is given.
+
+    `reply_to` is the seq of the message this one answers in the same conversation; `auto_hops`
+    marks a message posted automatically (n-th hop of a chain; 0 = written directly)."""
     if bool(group_id) == bool(to_agent):
         raise ValueError("give exactly one of group_id or to_agent")
     sm = events_pb2.SendMessage(
-        client_msg_id=client_msg_id or uuid.uuid4().hex, content=content, mentions=mentions or []
+        client_msg_id=client_msg_id or uuid.uuid4().hex,
+        content=content,
+        mentions=mentions or [],
+        reply_to=reply_to,
+        auto_hops=auto_hops,
     )
     if group_id:
         sm.group_id = group_id
@@ -282,6 +291,8 @@ class SessionClient:
         payload: dict[str, Any] | None = None,
         mentions: list[str] | None = None,
         client_msg_id: str = "",
+        reply_to: int = 0,
+        auto_hops: int = 0,
     ) -> events_pb2.MessageAck:
         """Send a message; returns the server's ack after the message is committed.
 
@@ -294,6 +305,8 @@ class SessionClient:
             payload=payload,
             mentions=mentions,
             client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            auto_hops=auto_hops,
         )
         cid = sm.client_msg_id
         if self.signer is not None:

@@ -6,7 +6,9 @@ The signed bytes are a domain tag followed by UTF-8 fields, each preceded by its
     "agentnet.v1.message":     sender device, sender agent, target ("group:<id>" or
                                "agent:<recipient id>"), client_msg_id, content, payload
                                (canonical JSON: keys sorted, no spaces, UTF-8; empty when
-                               absent), sign_time
+                               absent), sign_time; then, only when either is set (so a
+                               message without them keeps the bytes it always had): reply_to,
+                               auto_hops
     "agentnet.v1.task.create": device, creator, client_task_id, title, description, assignee,
                                group_id, priority, due_time (0 = none), sign_time
     "agentnet.v1.task.update": device, actor, task_id, status, assignee, note, result,
@@ -35,6 +37,8 @@ from agentnet.v1 import events_pb2, resources_pb2
 from .device import Device
 
 DOMAIN = b"agentnet.v1.message"
+# The highest automatic-hop count a message may carry (see Message.auto_hops).
+MAX_AUTO_HOPS = 16
 TASK_CREATE = b"agentnet.v1.task.create"
 TASK_UPDATE = b"agentnet.v1.task.update"
 
@@ -57,9 +61,22 @@ def _encode(tag: bytes, *fields: str) -> bytes:
 
 
 def signed_bytes(
-    device: str, sender: str, target: str, client_msg_id: str, content: str, payload_json: str, sign_time_us: int
+    device: str,
+    sender: str,
+    target: str,
+    client_msg_id: str,
+    content: str,
+    payload_json: str,
+    sign_time_us: int,
+    reply_to: int = 0,
+    auto_hops: int = 0,
 ) -> bytes:
-    return _encode(DOMAIN, device, sender, target, client_msg_id, content, payload_json, str(sign_time_us))
+    fields = [device, sender, target, client_msg_id, content, payload_json, str(sign_time_us)]
+    if reply_to or auto_hops:
+        # Appended only when set: the length prefixes keep the two shapes apart, and messages
+        # signed before these fields existed verify unchanged.
+        fields += [str(reply_to), str(auto_hops)]
+    return _encode(DOMAIN, *fields)
 
 
 def task_create_bytes(
@@ -132,6 +149,8 @@ def message_bytes(m: resources_pb2.Message) -> bytes:
         m.content,
         payload,
         m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0,
+        m.reply_to,
+        m.auto_hops,
     )
 
 
@@ -148,7 +167,17 @@ class Signer:
         now = time.time_ns() // 1000
         sm.sign_time.FromMicroseconds(now)
         payload = canonical_payload(sm.payload) if sm.HasField("payload") else ""
-        data = signed_bytes(self.device.id, sender, target_of_send(sm), sm.client_msg_id, sm.content, payload, now)
+        data = signed_bytes(
+            self.device.id,
+            sender,
+            target_of_send(sm),
+            sm.client_msg_id,
+            sm.content,
+            payload,
+            now,
+            sm.reply_to,
+            sm.auto_hops,
+        )
         sm.signature = self.sign(data)
 
     def sign_task_create(self, actor: str, client_task_id: str, task: resources_pb2.Task) -> tuple[bytes, int]:

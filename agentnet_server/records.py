@@ -108,6 +108,8 @@ class MessageRec:
     signature: bytes = b""
     signer_fp: str = ""
     sign_time: int = 0
+    reply_to: int = 0
+    auto_hops: int = 0
 
     @property
     def group_id(self) -> str:

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from agentnet_server.errors import AlreadyExists, NotFound, StoreUnavailable
+from agentnet_server.errors import AlreadyExists, InvalidArgument, NotFound, StoreUnavailable
 from agentnet_server.records import group_conv
 from agentnet_server.store import ops
 from agentnet_server.store.db import Database
@@ -58,6 +58,8 @@ def _make_version_1(db_url: str) -> None:
     d.db.execute_sql("DROP INDEX message_create_time")
     d.db.execute_sql("DROP INDEX feed_create_time")
     d.db.execute_sql("DROP TABLE pruned_send")
+    d.db.execute_sql("ALTER TABLE message DROP COLUMN reply_to")
+    d.db.execute_sql("ALTER TABLE message DROP COLUMN auto_hops")
     d.db.execute_sql("DELETE FROM schema_version")
     d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
     d.close()
@@ -67,15 +69,57 @@ async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url
     _make_version_1(db_url)
 
     d = Database(db_url)
-    assert d.migrate() == CURRENT_VERSION == 2
+    assert d.migrate() == CURRENT_VERSION == 3
     pg_sql, sqlite_sql = "SELECT indexname FROM pg_indexes", "SELECT name FROM sqlite_master WHERE type = 'index'"
     sql = pg_sql if d.is_postgres else sqlite_sql
     names = {r[0] for r in d.db.execute_sql(sql).fetchall()}
     assert {"feed_create_time", "message_create_time"} <= names
     assert d.db.table_exists("pruned_send")
     versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
     d.close()
+
+
+async def test_version_2_messages_become_replies_aware(db_url: str) -> None:
+    """A version-2 database (no reply_to / auto_hops columns) with a message in it: the migration
+    adds both with 0 for the old message, and new sends store them."""
+    d = Database(db_url)
+    d.migrate()
+    d.db.execute_sql("ALTER TABLE message DROP COLUMN reply_to")
+    d.db.execute_sql("ALTER TABLE message DROP COLUMN auto_hops")
+    d.db.execute_sql("DELETE FROM schema_version")
+    d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (2, 0)")
+    p = d.db.param
+    d.db.execute_sql(
+        "INSERT INTO message (conv, seq, sender, sender_device, client_msg_id, digest, content, payload, mentions, "
+        f"create_time, signature, signer_fp, sign_time) VALUES ({', '.join([p] * 13)})",
+        ("dm:a+b", 1, "a", "dev", "old", "d", "before the upgrade", None, "", 1, None, "", 0),
+    )
+    d.db.execute_sql(
+        f"INSERT INTO conversation (id, kind, dm_a, dm_b, last_seq, create_time) VALUES ({p}, 'dm', 'a', 'b', 1, 0)",
+        ("dm:a+b",),
+    )
+    d.close()
+
+    d = Database(db_url, "FULL", readers=1, batch=16)
+    assert d.migrate() == CURRENT_VERSION
+    d.start(asyncio.get_running_loop())
+    try:
+        [old] = await d.read(ops.messages_after, "dm:a+b", 0, 10)
+        assert (old.content, old.reply_to, old.auto_hops) == ("before the upgrade", 0, 0)
+        await _agent(d, "a")
+        await _agent(d, "b")
+        from agentnet_server.domain.validate import digest
+
+        args = ("b", "dev", "dm:a+b", "new", digest("x"), "answer", None, (), "answer", b"", "", 0, None)
+        with pytest.raises(InvalidArgument, match="reply_to 2 is not a message of dm:a\\+b"):
+            await d.write(ops.send_message, *args, 2, 1)
+        r = await d.write(ops.send_message, *args, 1, 2)
+        assert (r.message.seq, r.message.reply_to, r.message.auto_hops) == (2, 1, 2)
+        [_, new] = await d.read(ops.messages_after, "dm:a+b", 0, 10)
+        assert (new.reply_to, new.auto_hops) == (1, 2)
+    finally:
+        await asyncio.to_thread(d.close)
 
 
 async def test_servers_starting_together_migrate_once(db_url: str) -> None:
@@ -100,7 +144,7 @@ async def test_servers_starting_together_migrate_once(db_url: str) -> None:
     assert results == [CURRENT_VERSION] * 4
     d = Database(db_url)
     versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
     d.close()
 
 

@@ -83,6 +83,8 @@ class PreparedSend:
     payload_json: str | None
     explicit: tuple[str, ...]
     signed: SignedFields
+    reply_to: int = 0
+    auto_hops: int = 0
 
 
 def excerpt(text: str) -> str:
@@ -369,9 +371,13 @@ class Network:
         payload: dict[str, Any] | None,
         explicit_mentions: Sequence[str] = (),
         signed: SignedFields = SignedFields(),
+        reply_to: int = 0,
+        auto_hops: int = 0,
     ) -> PreparedSend:
-        """Check a send's fields (everything but the signature, which check_signature does)."""
+        """Check a send's fields (everything but the signature, which check_signature does; and
+        whether `reply_to` exists, which the writer checks in its transaction)."""
         conv = self.conversation_of(agent_id, target)
+        validate.reply_ref(reply_to, auto_hops)
         client_msg_id = validate.client_id("client_msg_id", client_msg_id or f"srv-{uuid.uuid4().hex}")
         validate.content(content, self.settings.max_content_bytes, payload is not None)
         payload_json = validate.payload(payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
@@ -387,7 +393,17 @@ class Network:
                 reason="NOT_A_MEMBER",
             )
         return PreparedSend(
-            agent_id, device, target, conv, client_msg_id, content, payload_json, tuple(explicit_mentions), signed
+            agent_id,
+            device,
+            target,
+            conv,
+            client_msg_id,
+            content,
+            payload_json,
+            tuple(explicit_mentions),
+            signed,
+            reply_to,
+            auto_hops,
         )
 
     def signature_check(self, p: PreparedSend) -> Callable[[], None] | None:
@@ -410,6 +426,8 @@ class Network:
             s.signature,
             s.sign_time,
             self.settings.require_signatures,
+            p.reply_to,
+            p.auto_hops,
         )
         if not s.signature:
             check()  # raises SIGNATURE_MISSING
@@ -421,7 +439,10 @@ class Network:
         Returns the future of the committed result and the mentions that did not resolve."""
         check = self.signature_check(p)
         resolved, unresolved = self._mentions(p.agent_id, p.target, p.content, p.explicit)
-        digest = validate.digest(p.conv, p.content, p.payload_json)
+        # The reply fields count in the digest only when set, so digests stored before they existed
+        # still match a resend of the same message.
+        extra = (str(p.reply_to), str(p.auto_hops)) if p.reply_to or p.auto_hops else ()
+        digest = validate.digest(p.conv, p.content, p.payload_json, *extra)
         s = p.signed
         fut = self.db.write(
             ops.send_message,
@@ -438,6 +459,8 @@ class Network:
             s.signer_fp,
             s.sign_time,
             check,
+            p.reply_to,
+            p.auto_hops,
             on_commit=self._fan_out,
         )
         return fut, unresolved
@@ -468,8 +491,12 @@ class Network:
         payload: dict[str, Any] | None,
         explicit_mentions: Sequence[str] = (),
         signed: SignedFields = SignedFields(),
+        reply_to: int = 0,
+        auto_hops: int = 0,
     ) -> Sent:
-        p = self.prepare_send(agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed)
+        p = self.prepare_send(
+            agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed, reply_to, auto_hops
+        )
         await self.refresh_for_send(agent_id, target, content, explicit_mentions)
         fut, unresolved = self.enqueue_send(p)
         result = await fut

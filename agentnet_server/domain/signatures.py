@@ -40,10 +40,14 @@ def check_message(
     signature: bytes,
     sign_time: int,
     required: bool,
+    reply_to: int = 0,
+    auto_hops: int = 0,
 ) -> None:
     if signature and not sign_time:
         raise InvalidArgument("a signed message needs sign_time", reason="SIGNATURE_INVALID")
-    data = signing.signed_bytes(device, sender, target, client_msg_id, content, payload_json or "", sign_time)
+    data = signing.signed_bytes(
+        device, sender, target, client_msg_id, content, payload_json or "", sign_time, reply_to, auto_hops
+    )
     _check(cert, signature, data, "message", required)
 
 

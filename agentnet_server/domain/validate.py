@@ -8,6 +8,8 @@ import json
 import unicodedata
 from typing import Any
 
+from agentnet_client.signing import MAX_AUTO_HOPS
+
 from ..errors import InvalidArgument
 from ..records import ID_RE
 
@@ -143,6 +145,20 @@ def payload(value: dict[str, Any] | None, max_bytes: int, max_depth: int) -> str
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def reply_ref(reply_to: int, auto_hops: int) -> None:
+    """The reply fields of a send: a non-negative seq, and a bounded automatic-hop count."""
+    if reply_to < 0:
+        raise InvalidArgument(
+            f"reply_to must be the seq of a message in the same conversation (>= 1), or 0; got {reply_to}",
+            reason="BAD_REPLY_TO",
+        )
+    if not 0 <= auto_hops <= MAX_AUTO_HOPS:
+        raise InvalidArgument(
+            f"auto_hops must be between 0 (written directly) and {MAX_AUTO_HOPS}; got {auto_hops}",
+            reason="BAD_AUTO_HOPS",
+        )
 
 
 def digest(*parts: str | None) -> str:

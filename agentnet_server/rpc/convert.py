@@ -121,6 +121,8 @@ def message(m: MessageRec) -> resources_pb2.Message:
         signature=m.signature,
         signer_fingerprint=m.signer_fp,
         sign_time=ts(m.sign_time),
+        reply_to=m.reply_to,
+        auto_hops=m.auto_hops,
     )
     if m.payload_json is not None:
         pb.payload.update(json.loads(m.payload_json))

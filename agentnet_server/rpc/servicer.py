@@ -115,6 +115,8 @@ class AgentNetServicer:
             convert.payload_dict(req.payload, req.HasField("payload")),
             mentions,
             signed,
+            req.reply_to,
+            req.auto_hops,
         )
         return service_pb2.SendMessageResponse(
             message=convert.message(sent.result.message),

@@ -600,6 +600,8 @@ class Conn:
             convert.payload_dict(m.payload, m.HasField("payload")),
             list(m.mentions),
             signed,
+            m.reply_to,
+            m.auto_hops,
         )
         await self.net.refresh_for_send(self.s.agent_id, target, m.content, p.explicit)
         fut, unresolved = self.net.enqueue_send(p)

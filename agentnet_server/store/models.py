@@ -100,6 +100,8 @@ class Message(Base):
     signature = pw.BlobField(null=True)
     signer_fp = pw.CharField(max_length=64, default="")
     sign_time = pw.BigIntegerField(default=0)
+    reply_to = pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+    auto_hops = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         primary_key = pw.CompositeKey("conv", "seq")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ..records import (
     GROUP_PREFIX,
     AgentRec,
@@ -279,7 +279,7 @@ def leave_group(tx: Tx, agent_id: str, group_id: str) -> bool:
 
 _MSG_COLS = (
     "conv, seq, sender, sender_device, client_msg_id, content, payload, create_time, mentions, "
-    "signature, signer_fp, sign_time"
+    "signature, signer_fp, sign_time, reply_to, auto_hops"
 )
 
 
@@ -297,6 +297,8 @@ def _message(r: Sequence[Any]) -> MessageRec:
         bytes(r[9]) if r[9] is not None else b"",
         r[10],
         r[11],
+        r[12],
+        r[13],
     )
 
 
@@ -369,9 +371,12 @@ def send_message(
     signer_fp: str,
     sign_time: int,
     check: Callable[[], None] | None = None,
+    reply_to: int = 0,
+    auto_hops: int = 0,
 ) -> SendResult:
     """Commit one message: dedupe by (sender, client_msg_id), next seq, feed entries. `check` (the
-    signature check) runs first, here in the writer thread, and may refuse the message."""
+    signature check) runs first, here in the writer thread, and may refuse the message. A
+    `reply_to` must name a message of the same conversation that already exists."""
     if check is not None:
         check()
     prior = tx.one(
@@ -409,7 +414,16 @@ def send_message(
                 reason="NOT_A_MEMBER",
             )
         recipient = ""
-    else:
+    if reply_to:
+        # Checked before anything is written: a refused op in a group commit is not rolled back.
+        last = tx.scalar("SELECT last_seq FROM conversation WHERE id = ?", (conv,)) or 0
+        if reply_to > last:
+            raise InvalidArgument(
+                f"reply_to {reply_to} is not a message of {conv} (its newest message is seq {last}); "
+                "reply_to names the seq of an earlier message in the same conversation",
+                reason="REPLY_TO_NOT_FOUND",
+            )
+    if not conv.startswith(GROUP_PREFIX):
         a, b = dm_parties(conv)
         recipient = b if a == sender else a
         tx.exec(
@@ -423,7 +437,7 @@ def send_message(
     tx.changes.messages.append((conv, seq))
     t = now_us()
     tx.exec(
-        f"INSERT INTO message ({_MSG_COLS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO message ({_MSG_COLS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             conv,
             seq,
@@ -437,6 +451,8 @@ def send_message(
             signature or None,
             signer_fp,
             sign_time,
+            reply_to,
+            auto_hops,
             digest,
         ),
     )
@@ -447,7 +463,20 @@ def send_message(
     if recipient and recipient != sender:
         feed.append(_feed_append(tx, recipient, FeedKind.DIRECT_MESSAGE, conv, seq, "", 0, sender, excerpt, True, t))
     msg = MessageRec(
-        conv, seq, sender, device, client_msg_id, content, payload_json, t, mentions, signature, signer_fp, sign_time
+        conv,
+        seq,
+        sender,
+        device,
+        client_msg_id,
+        content,
+        payload_json,
+        t,
+        mentions,
+        signature,
+        signer_fp,
+        sign_time,
+        reply_to,
+        auto_hops,
     )
     return SendResult(msg, False, tuple(feed))
 

@@ -25,10 +25,17 @@ def _v2_retention(db: pw.Database) -> None:
     )
 
 
+def _v3_replies(db: pw.Database) -> None:
+    """Messages say which message they answer (reply_to, a seq in the same conversation) and
+    whether they were posted automatically (auto_hops); existing messages get 0 for both."""
+    db.execute_sql("ALTER TABLE message ADD COLUMN reply_to BIGINT NOT NULL DEFAULT 0")
+    db.execute_sql("ALTER TABLE message ADD COLUMN auto_hops INTEGER NOT NULL DEFAULT 0")
+
+
 # version -> migration. Version 1 is the initial schema; a new database is created from the
 # models and stamped with CURRENT_VERSION, an older one runs each later migration in order.
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_retention}
-CURRENT_VERSION = 2
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_retention, 3: _v3_replies}
+CURRENT_VERSION = 3
 
 
 class SchemaError(Exception):

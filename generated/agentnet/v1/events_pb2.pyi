@@ -175,7 +175,7 @@ class GroupLeft(_message.Message):
     def __init__(self, group_id: _Optional[str] = ...) -> None: ...
 
 class SendMessage(_message.Message):
-    __slots__ = ("group_id", "to_agent", "client_msg_id", "content", "payload", "mentions", "signature", "sign_time")
+    __slots__ = ("group_id", "to_agent", "client_msg_id", "content", "payload", "mentions", "signature", "sign_time", "reply_to", "auto_hops")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     TO_AGENT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,8 @@ class SendMessage(_message.Message):
     MENTIONS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGN_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    AUTO_HOPS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     to_agent: str
     client_msg_id: str
@@ -192,7 +194,9 @@ class SendMessage(_message.Message):
     mentions: _containers.RepeatedScalarFieldContainer[str]
     signature: bytes
     sign_time: _timestamp_pb2.Timestamp
-    def __init__(self, group_id: _Optional[str] = ..., to_agent: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reply_to: int
+    auto_hops: int
+    def __init__(self, group_id: _Optional[str] = ..., to_agent: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to: _Optional[int] = ..., auto_hops: _Optional[int] = ...) -> None: ...
 
 class MessageAck(_message.Message):
     __slots__ = ("conversation", "seq", "client_msg_id", "create_time", "duplicate", "mentioned", "unresolved_mentions")

@@ -115,7 +115,7 @@ class GroupMember(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., display_name: _Optional[str] = ..., join_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., joined_seq: _Optional[int] = ..., online: _Optional[bool] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("conversation", "seq", "sender", "sender_device", "client_msg_id", "content", "payload", "create_time", "group_id", "recipient", "mentions", "signature", "signer_fingerprint", "sign_time")
+    __slots__ = ("conversation", "seq", "sender", "sender_device", "client_msg_id", "content", "payload", "create_time", "group_id", "recipient", "mentions", "signature", "signer_fingerprint", "sign_time", "reply_to", "auto_hops")
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,8 @@ class Message(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGNER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SIGN_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    AUTO_HOPS_FIELD_NUMBER: _ClassVar[int]
     conversation: str
     seq: int
     sender: str
@@ -144,7 +146,9 @@ class Message(_message.Message):
     signature: bytes
     signer_fingerprint: str
     sign_time: _timestamp_pb2.Timestamp
-    def __init__(self, conversation: _Optional[str] = ..., seq: _Optional[int] = ..., sender: _Optional[str] = ..., sender_device: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_id: _Optional[str] = ..., recipient: _Optional[str] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., signer_fingerprint: _Optional[str] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reply_to: int
+    auto_hops: int
+    def __init__(self, conversation: _Optional[str] = ..., seq: _Optional[int] = ..., sender: _Optional[str] = ..., sender_device: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_id: _Optional[str] = ..., recipient: _Optional[str] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., signer_fingerprint: _Optional[str] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to: _Optional[int] = ..., auto_hops: _Optional[int] = ...) -> None: ...
 
 class InboxItem(_message.Message):
     __slots__ = ("seq", "kind", "conversation", "message_seq", "task_id", "task_version", "actor", "excerpt", "unread", "create_time", "in_inbox")

@@ -150,7 +150,7 @@ class LeaveGroupResponse(_message.Message):
     def __init__(self, left: _Optional[bool] = ...) -> None: ...
 
 class SendGroupMessageRequest(_message.Message):
-    __slots__ = ("group_id", "agent_id", "client_msg_id", "content", "payload", "mentions", "signature", "sign_time")
+    __slots__ = ("group_id", "agent_id", "client_msg_id", "content", "payload", "mentions", "signature", "sign_time", "reply_to", "auto_hops")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,8 @@ class SendGroupMessageRequest(_message.Message):
     MENTIONS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGN_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    AUTO_HOPS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     agent_id: str
     client_msg_id: str
@@ -167,10 +169,12 @@ class SendGroupMessageRequest(_message.Message):
     mentions: _containers.RepeatedScalarFieldContainer[str]
     signature: bytes
     sign_time: _timestamp_pb2.Timestamp
-    def __init__(self, group_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reply_to: int
+    auto_hops: int
+    def __init__(self, group_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mentions: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to: _Optional[int] = ..., auto_hops: _Optional[int] = ...) -> None: ...
 
 class SendDirectMessageRequest(_message.Message):
-    __slots__ = ("peer_id", "agent_id", "client_msg_id", "content", "payload", "signature", "sign_time")
+    __slots__ = ("peer_id", "agent_id", "client_msg_id", "content", "payload", "signature", "sign_time", "reply_to", "auto_hops")
     PEER_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +182,8 @@ class SendDirectMessageRequest(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGN_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    AUTO_HOPS_FIELD_NUMBER: _ClassVar[int]
     peer_id: str
     agent_id: str
     client_msg_id: str
@@ -185,7 +191,9 @@ class SendDirectMessageRequest(_message.Message):
     payload: _struct_pb2.Struct
     signature: bytes
     sign_time: _timestamp_pb2.Timestamp
-    def __init__(self, peer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reply_to: int
+    auto_hops: int
+    def __init__(self, peer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., content: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., signature: _Optional[bytes] = ..., sign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to: _Optional[int] = ..., auto_hops: _Optional[int] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
     __slots__ = ("message", "duplicate", "unresolved_mentions")
