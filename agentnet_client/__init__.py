@@ -1,10 +1,34 @@
-"""agentnet client library: connect an agent to an agentnet server over mTLS gRPC."""
+"""agentnet client library: connect an agent to an agentnet server over mTLS gRPC.
 
-from .cache import Cache
-from .client import Client
-from .device import Device, DeviceError, load_device
-from .errors import AgentnetError, ConnectionLost, NotConnected
-from .session import AgentProfile, Backoff, SessionClient, State
+The names below are imported on first use, so that `import agentnet_client.cli` can configure gRPC's
+own logging before gRPC is loaded."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import Cache
+    from .client import Client
+    from .device import Device, DeviceError, load_device
+    from .errors import AgentnetError, ConnectionLost, NotConnected
+    from .session import AgentProfile, Backoff, SessionClient, State
+
+_WHERE = {
+    "AgentProfile": "session",
+    "AgentnetError": "errors",
+    "Backoff": "session",
+    "Cache": "cache",
+    "Client": "client",
+    "ConnectionLost": "errors",
+    "Device": "device",
+    "DeviceError": "device",
+    "NotConnected": "errors",
+    "SessionClient": "session",
+    "State": "session",
+    "load_device": "device",
+}
 
 __all__ = [
     "AgentProfile",
@@ -20,3 +44,12 @@ __all__ = [
     "State",
     "load_device",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentnet_client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

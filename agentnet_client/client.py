@@ -15,7 +15,7 @@ from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
 
 from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
-from .errors import AgentnetError
+from .errors import AgentnetError, explain_transport, permanent_transport
 from .session import AgentProfile, Backoff, SessionClient, State, make_send
 from .signing import Signer, Verification, Verifier
 
@@ -80,6 +80,7 @@ class Client:
         self.session: SessionClient | None = None
         self._channel: grpc.aio.Channel | None = None
         self.stub: service_pb2_grpc.AgentNetStub | None = None
+        self._connected = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -207,19 +208,57 @@ class Client:
 
     # -- unary RPCs ---------------------------------------------------------------------------
 
+    async def _ready(self) -> None:
+        """Wait up to connect_timeout for the channel: a server that accepts TCP but never completes the
+        TLS handshake is given up on then, not at the call's 30 s deadline. A connection that fails
+        outright is left to the call, which reports why."""
+        if self._connected or self._channel is None:
+            return
+        channel = self._channel
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        state = channel.get_state(try_to_connect=True)
+        idle = (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING)
+        while state in idle:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AgentnetError(
+                    "UNAVAILABLE",
+                    f"no answer from {self.server} within {self._connect_timeout:g} s: it accepts connections but "
+                    "does not complete the TLS handshake (a firewall, a proxy, or not the agentnet gRPC port?)",
+                    "CONNECT_TIMEOUT",
+                )
+            try:
+                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                continue
+            state = channel.get_state()
+        self._connected = state == grpc.ChannelConnectivity.READY
+
+    def _explained(self, err: AgentnetError) -> AgentnetError:
+        """A connection failure in words with a fix; the transport's own text stays in metadata["detail"]."""
+        if err.status != "UNAVAILABLE":
+            return err
+        hint = explain_transport(err.message, self.server, self.server_name)
+        if hint is None:
+            return err
+        return AgentnetError("UNAVAILABLE", hint, "CONNECT_FAILED", {"detail": err.message})
+
     async def _rpc(self, fn: Callable[..., Awaitable[T]], req: Any, *, idempotent: bool, timeout: float = 30.0) -> T:
         assert self.stub is not None, "call open() first"
         attempt = 0
         while True:
             try:
+                await self._ready()
                 return await fn(req, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 err = AgentnetError.from_rpc(exc)
                 attempt += 1
-                if idempotent and err.status == "UNAVAILABLE" and attempt < IDEMPOTENT_RETRIES:
+                retry = err.status == "UNAVAILABLE" and not permanent_transport(err.message)
+                if idempotent and retry and attempt < IDEMPOTENT_RETRIES:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                     continue
-                raise err from None
+                raise self._explained(err) from None
 
     def _stub(self) -> service_pb2_grpc.AgentNetStub:
         assert self.stub is not None, "call open() first"

@@ -75,3 +75,56 @@ class NotConnected(AgentnetError):
 
     def __init__(self, message: str = "not connected; the client is reconnecting") -> None:
         super().__init__("UNAVAILABLE", message, "NOT_CONNECTED")
+
+
+# Transport failures that a retry cannot fix (the TLS set-up is wrong, not the network).
+_PERMANENT_TRANSPORT = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "Hostname Verification",
+    "not in peer certificate",
+    "ALPN",
+    "WRONG_VERSION_NUMBER",
+    "Domain name not found",
+)
+
+
+def permanent_transport(details: str) -> bool:
+    return any(marker in details for marker in _PERMANENT_TRANSPORT)
+
+
+def explain_transport(details: str, server: str, server_name: str | None = None) -> str | None:
+    """One sentence with a fix for a connection that failed before any request reached the server.
+
+    gRPC reports these as UNAVAILABLE with the C-core's text ("failed to connect to all addresses;
+    last error: ... CERTIFICATE_VERIFY_FAILED ..."); None when `details` is not such a failure."""
+    name = server_name or server.rsplit(":", 1)[0].strip("[]")
+    if "CERTIFICATE_VERIFY_FAILED" in details or "unable to get local issuer" in details:
+        return (
+            f"the server at {server} shows a certificate that this device's ca.pem does not trust (another CA); "
+            "copy ca.pem from the server's certs/ folder into the device folder"
+        )
+    if "Hostname Verification" in details or "Peer name" in details or "not in peer certificate" in details:
+        return (
+            f"the server certificate at {server} does not name {name!r}; connect by a name it has, pass "
+            f"--server-name, or on the server run `make certs HOST={name}` and restart the server"
+        )
+    if "Connection refused" in details:
+        return (
+            f"nothing listens on {server} (connection refused); is agentnet-server running there, and is "
+            "this its gRPC port (--server or AGENTNET_SERVER; default port 50051)?"
+        )
+    if "ALPN" in details or "WRONG_VERSION_NUMBER" in details or "wrong version number" in details.lower():
+        return (
+            f"{server} answers, but not with gRPC over TLS (the REST port or another service?); "
+            "use the server's gRPC port (default 50051)"
+        )
+    if "Socket closed" in details or "Connection reset" in details:
+        return (
+            f"the server at {server} closed the connection during the TLS handshake: it does not accept this "
+            "device's certificate (issued by another CA?); `agentnet doctor` checks the device folder"
+        )
+    if "resolving" in details or "Domain name not found" in details or "DNS" in details:
+        return f"cannot resolve the host in {server!r}; check --server or AGENTNET_SERVER"
+    if "Handshake read failed" in details or "Deadline Exceeded" in details or "timed out" in details:
+        return f"the server at {server} did not complete the TLS handshake; is this the agentnet gRPC port?"
+    return None

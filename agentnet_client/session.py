@@ -164,6 +164,8 @@ class SessionClient:
         self.rejected = 0
         self.state = State.IDLE
         self.error: AgentnetError | None = None
+        # Why the last connection attempt ended (for a "waiting for the server" line); "" once live.
+        self.last_failure = ""
         self.heartbeat_interval = 10.0
         self.registered: events_pb2.Registered | None = None
         self.presence: dict[str, bool] = {}
@@ -428,8 +430,10 @@ class SessionClient:
                     await self._set_state(State.FAILED)
                     return
                 log.info("agentnet session for %s ended: %s", self.agent.id, exc)
+                self.last_failure = exc.message
             except Exception as exc:  # noqa: BLE001 - any transport failure leads to a retry
                 log.info("agentnet session for %s broke: %s: %s", self.agent.id, type(exc).__name__, exc)
+                self.last_failure = f"{type(exc).__name__}: {exc}"
             finally:
                 self._call = None
                 self._fail_requests(ConnectionLost())

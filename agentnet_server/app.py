@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -27,6 +28,7 @@ from .hub import Hub, PresenceChange
 from .records import now_us
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
+from .startup import StartupError, database_problem, listen_problem
 from .store import ops
 from .store.db import Database
 
@@ -115,10 +117,42 @@ class App:
         self._stopped = asyncio.Event()
 
     async def start(self) -> Bound:
+        """Start everything or nothing: a failure undoes what was started and raises (StartupError
+        for the operator's mistakes: a port in use, an unreachable database, ...)."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self._abort()
+            raise
+
+    async def _abort(self) -> None:
+        for step in (
+            lambda: self.http.stop() if self.http is not None else None,
+            lambda: self.server.stop(0) if self.server is not None else None,
+            lambda: self.hub.stop() if getattr(self, "hub", None) is not None else None,
+        ):
+            with contextlib.suppress(Exception):
+                pending = step()
+                if pending is not None:
+                    await pending
+        if getattr(self, "listener", None) is not None:
+            with contextlib.suppress(Exception):
+                self.listener.stop()
+        for t in self.tasks:
+            t.cancel()
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.db.close)
+        self.server = self.http = self.db = None
+
+    async def _start(self) -> Bound:
         s = self.settings
         creds = auth.server_credentials(self.certs)
-        self.db = db = Database(s.db, s.sqlite_synchronous, s.reader_threads, s.writer_batch)
-        version = await asyncio.to_thread(db.migrate)
+        try:
+            self.db = db = Database(s.db, s.sqlite_synchronous, s.reader_threads, s.writer_batch)
+            version = await asyncio.to_thread(db.migrate)
+        except Exception as exc:
+            raise StartupError(database_problem(s.db, exc)) from exc
         db.start(asyncio.get_running_loop())
         self.hub = hub = Hub(s.heartbeat_interval, s.session_queue, presence_batch=s.presence_batch)
         self.net = net = Network(s, db, hub)
@@ -151,9 +185,12 @@ class App:
         self.health = health_servicer
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = server.add_secure_port(s.grpc_addr, creds)
+        try:
+            port = server.add_secure_port(s.grpc_addr, creds)
+        except RuntimeError as exc:
+            raise StartupError(listen_problem(s.grpc_addr, "--grpc-addr")) from exc
         if not port:
-            raise OSError(f"could not listen on {s.grpc_addr} (address in use or not local?)")
+            raise StartupError(listen_problem(s.grpc_addr, "--grpc-addr"))
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE.full_name, health_pb2.HealthCheckResponse.SERVING)
@@ -200,7 +237,10 @@ class App:
             document=openapi.build_document,
             services=service_pb2.DESCRIPTOR.services_by_name.values(),
         )
-        port = await gateway.start(addr)
+        try:
+            port = await gateway.start(addr)
+        except OSError as exc:
+            raise StartupError(listen_problem(addr, "--http-addr", exc)) from exc
         self.http = gateway
         return port
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+# gRPC's C core logs bind and handshake failures itself; the operator gets our one line instead
+# (--debug, or GRPC_VERBOSITY set explicitly, shows them). Must happen before grpc is imported.
+if "--debug" not in sys.argv[1:]:
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import pathlib
 import signal
-import sys
 from typing import Any
 
 from agentnet_client.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
@@ -99,14 +105,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
     _log_setup(settings.log_level)
-    try:
-        return asyncio.run(_serve(settings, ns.ready_file))
-    except pki.PkiError as exc:
-        print(f"agentnet-server: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"agentnet-server: {exc}", file=sys.stderr)
-        return 2
+    return asyncio.run(_serve(settings, ns.ready_file))
 
 
 # -- certificates -------------------------------------------------------------------------------
@@ -257,10 +256,20 @@ def cmd_revoke(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentnet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 
 def _common(p: argparse.ArgumentParser, db: bool = True) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--certs", help=f"certificates folder (default {config.DEFAULT_CERTS}, env AGENTNET_CERTS)")
     if db:
         p.add_argument("--db", help=f"store URL (default {config.DEFAULT_DB}, env AGENTNET_DB)")
@@ -268,6 +277,8 @@ def _common(p: argparse.ArgumentParser, db: bool = True) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentnet-server", description="agentnet server and certificate authority")
+    ap.add_argument("--version", action="version", version=f"agentnet-server {_version()}")
+    ap.add_argument("--debug", action="store_true", help="show the full error (traceback) when something fails")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("serve", help="run the server")
@@ -334,9 +345,41 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         return int(ns.fn(ns))
-    except (pki.PkiError, ValueError) as exc:
-        print(f"agentnet-server {ns.cmd}: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure is one line for the operator (--debug: all)
+        return _report(ns, exc)
+
+
+def _report(ns: argparse.Namespace, exc: BaseException) -> int:
+    """One line that says what failed and what to do; the traceback only with --debug."""
+    from .startup import StartupError
+
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, BrokenPipeError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    if ns.debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, StartupError | pki.PkiError | ValueError):
+        message = str(exc)
+    elif isinstance(exc, AgentnetError):
+        message = exc.message
+    elif isinstance(exc, OSError):
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = f"unexpected {type(exc).__name__}: {first}" + (
+            "" if ns.debug else " (run again with --debug for details)"
+        )
+    print(f"agentnet-server {ns.cmd}: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

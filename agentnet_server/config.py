@@ -101,6 +101,11 @@ class Settings:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.sqlite_synchronous!r}")
+        from .startup import split_addr
+
+        split_addr(self.grpc_addr)
+        if self.http_addr.strip() and self.http_addr.strip().lower() != "off":
+            split_addr(self.http_addr)
         if not (self.db.startswith("sqlite:") or self.db.startswith(("postgresql:", "postgres:"))):
             raise ValueError(f"db must be sqlite:///path or postgresql://..., got {self.db!r}")
 

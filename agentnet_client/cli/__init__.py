@@ -1,0 +1,78 @@
+"""`agentnet`: the command line for agents, scripts and people.
+
+Settings come from flags or AGENTNET_SERVER, AGENTNET_DEVICE_DIR and AGENTNET_AGENT. Every command
+takes --json for machine-readable output; global options go before or after the subcommand.
+
+Each module here adds its own subcommands with a `register(add)` function; a new group of commands
+is a new module listed in COMMAND_MODULES.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# gRPC's C core prints its own log lines (TLS handshake failures...) unless told otherwise before it
+# loads; a person sees our one-line explanation instead, and --debug shows everything.
+if "--debug" not in sys.argv[1:]:
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import argparse
+import asyncio
+from types import ModuleType
+
+from . import chat, device, errors, openclaw, tasks
+from .common import Handler, add_global_options, nested
+
+COMMAND_MODULES: list[ModuleType] = [chat, tasks, device, openclaw]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentnet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="agentnet", description="agentnet command line")
+    ap.add_argument("--version", action="version", version=f"agentnet {_version()}")
+    add_global_options(ap, top=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="command")
+
+    def add(name: str, fn: Handler, help: str) -> argparse.ArgumentParser:
+        p = nested(sub, name, help)
+        p.set_defaults(fn=fn)
+        return p
+
+    for module in COMMAND_MODULES:
+        module.register(add)
+
+    from ..bench import add_arguments as add_bench_arguments
+    from ..bench import cmd_bench
+
+    p = add(
+        "bench", cmd_bench, "benchmark a throwaway local server against the raw gRPC ceiling (see docs/performance.md)"
+    )
+    add_bench_arguments(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    try:
+        return asyncio.run(ns.fn(ns))
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (or a traceback with --debug)
+        return errors.report(ns, exc)
+    finally:
+        errors.quiet_exit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["COMMAND_MODULES", "main", "parser"]

@@ -1,0 +1,118 @@
+"""What every `agentnet` command shares: global options, the client it talks through, the acting agent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..client import Client, settings_from_env
+from ..device import load_device
+from ..errors import AgentnetError
+from ..session import AgentProfile
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class Add(Protocol):
+    """Adds a subcommand to `agentnet` (global options included) and returns its parser."""
+
+    def __call__(self, name: str, fn: Handler, help: str) -> argparse.ArgumentParser: ...
+
+
+# Options every command accepts, before or after the subcommand: `agentnet --json agents` and
+# `agentnet agents --json` mean the same.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--server",), {"help": "host:port of the server (env AGENTNET_SERVER, default 127.0.0.1:50051)"}),
+    (("--device-dir",), {"help": "folder with cert.pem, key.pem, ca.pem (env AGENTNET_DEVICE_DIR)"}),
+    (("--agent",), {"help": "the agent to act as (env AGENTNET_AGENT; default: the device's only agent)"}),
+    (("--server-name",), {"help": "TLS name to expect when the address is not in the server certificate"}),
+    (
+        ("--connect-timeout",),
+        {"type": float, "help": "seconds to wait for the server to answer a connection (default 10)"},
+    ),
+    (("--json",), {"action": "store_true", "help": "machine-readable JSON output"}),
+    (("--debug",), {"action": "store_true", "help": "show the full error (traceback, gRPC details)"}),
+]
+
+
+def add_global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """On the top parser with real defaults; on subcommands with SUPPRESS so they never undo the top's."""
+    for flags, kw in GLOBAL_OPTIONS:
+        kw = dict(kw)
+        if not top:
+            kw["default"] = argparse.SUPPRESS
+        p.add_argument(*flags, **kw)
+
+
+def nested(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand parser (of `agentnet` or of a command such as `task`) that takes the global options."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    add_global_options(p, top=False)
+    return p
+
+
+def make_client(ns: argparse.Namespace, agent: str = "", cache: bool | str = False) -> Client:
+    """A client for this command; with `agent` it also opens that agent's live session."""
+    profile = AgentProfile(agent) if agent else None
+    return Client(
+        ns.server,
+        ns.device_dir,
+        profile,
+        cache=cache,
+        server_name=ns.server_name,
+        connect_timeout=ns.connect_timeout or 10.0,
+    )
+
+
+def acting(ns: argparse.Namespace) -> str:
+    """The agent named on the command line or in the environment ("" means: ask the server)."""
+    return str(ns.agent or os.environ.get("AGENTNET_AGENT") or "")
+
+
+async def session_agent(ns: argparse.Namespace) -> str:
+    """The agent a live session runs as: --agent, AGENTNET_AGENT, or the device's only agent."""
+    agent = acting(ns)
+    if agent:
+        return agent
+    async with make_client(ns) as c:
+        return await c.acting_agent()
+
+
+def offline_agent(ns: argparse.Namespace) -> tuple[str, pathlib.Path]:
+    """The agent and cache file for offline reads: --agent, or the one agent with a cache on this device."""
+    _, folder = settings_from_env(ns.server, ns.device_dir)
+    device = load_device(folder)
+    cache_dir = pathlib.Path(os.environ.get("AGENTNET_CACHE_DIR") or device.folder)
+    agent = acting(ns)
+    if agent:
+        return agent, cache_dir / f"cache-{device.id}-{agent}.sqlite"
+    prefix = f"cache-{device.id}-"
+    found = sorted(cache_dir.glob(prefix + "*.sqlite"))
+    if len(found) == 1:
+        return found[0].name[len(prefix) : -len(".sqlite")], found[0]
+    if not found:
+        raise AgentnetError(
+            "FAILED_PRECONDITION",
+            f"no local cache in {cache_dir}; run `agentnet tail` once while online to fill it",
+            "NO_CACHE",
+        )
+    names = ", ".join(p.name[len(prefix) : -len(".sqlite")] for p in found)
+    raise AgentnetError(
+        "FAILED_PRECONDITION", f"this device has caches for several agents ({names}); give --agent", "AGENT_AMBIGUOUS"
+    )
+
+
+def payload(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AgentnetError("INVALID_ARGUMENT", f"--payload is not valid JSON: {exc}", "BAD_PAYLOAD") from None
+    if not isinstance(value, dict):
+        raise AgentnetError("INVALID_ARGUMENT", "--payload must be a JSON object", "BAD_PAYLOAD")
+    return value

@@ -1,0 +1,152 @@
+"""The two command lines in front of a person: every failure is one line that says what to do (no
+traceback, no gRPC log lines), and the CLI forgives option order and missing defaults."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from agentnet_server import pki
+from tests.conftest import ServerProc
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_line(r: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """The failure is exactly one line on stderr, with the given words, and no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert len(lines) == 1, r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "agentnet"), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def server_cli(*args: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "agentnet-server"), *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a black-holing proxy)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                accepted.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield int(sock.getsockname()[1])
+    done.set()
+    t.join(5)
+    for c in accepted:
+        c.close()
+    sock.close()
+
+
+def test_server_start_up_failures_are_one_line(certs: pki.CertsDir, tmp_path: pathlib.Path) -> None:
+    base = ["serve", "--certs", str(certs.root), "--db", f"sqlite:///{tmp_path / 'a.db'}"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = server_cli(*base, "--grpc-addr", f"127.0.0.1:{port}", "--http-addr", "off")
+        one_line(r, f"cannot listen on 127.0.0.1:{port}", "in use", "--grpc-addr")
+        r = server_cli(*base, "--grpc-addr", "127.0.0.1:0", "--http-addr", f"127.0.0.1:{port}")
+        one_line(r, f"cannot listen on 127.0.0.1:{port}", "in use", "--http-addr")
+    r = server_cli(*base, "--grpc-addr", "50051", "--http-addr", "off")
+    one_line(r, "'50051' has no host", "HOST:PORT")
+    closed = free_port()
+    r = server_cli(
+        "serve",
+        "--certs",
+        str(certs.root),
+        "--db",
+        f"postgresql://agentnet:s3cret@127.0.0.1:{closed}/agentnet",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "off",
+    )
+    line = one_line(r, "cannot use the database", "is PostgreSQL running")
+    assert "s3cret" not in line
+    # --debug shows the rest.
+    r = server_cli("--debug", *base, "--grpc-addr", "50051")
+    assert "Traceback" in r.stderr
+    r = server_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("agentnet-server ")
+
+
+def test_client_failures_are_one_line_with_a_hint(
+    make_server, certs: pki.CertsDir, tmp_path: pathlib.Path, silent_listener: int
+) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProc = make_server(http_addr="127.0.0.1:0")
+    env = dict(
+        os.environ,
+        AGENTNET_SERVER=server.addr,
+        AGENTNET_DEVICE_DIR=str(certs.device_dir("laoxing-vps")),
+        AGENTNET_CACHE_DIR=str(tmp_path / "caches"),
+    )
+    env.pop("AGENTNET_AGENT", None)
+    assert cli(env, "register", "laoxing").returncode == 0
+    assert cli(env, "join", "ops", "--create").returncode == 0
+    for i in range(3):
+        assert cli(env, "send", "ops", f"m{i}").returncode == 0
+
+    one_line(cli(env, "task", "create", "x", "--assignee", "laoxing", "--due", "tomorrow"), "--due", "ISO 8601")
+    # A reader that has gone away (`| head -1`) is not an error and prints nothing.
+    for args in (["history", "ops"], ["--json", "tail", "--timeout", "20"]):
+        read, write = os.pipe()
+        os.close(read)
+        r = subprocess.run(
+            [str(BIN / "agentnet"), *args], stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=60
+        )
+        os.close(write)
+        assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+
+    # Wrong CA: a device of another network.
+    other = pki.CertsDir(tmp_path / "other-certs")
+    pki.ensure_server(other, [])
+    pki.issue_device(other, "stranger")
+    one_line(cli(env, "--device-dir", str(other.device_dir("stranger")), "agents"), "does not trust", "ca.pem")
+    # Nothing listening, the REST port instead of the gRPC one, a name not in the certificate.
+    one_line(cli(env, "agents", "--server", f"127.0.0.1:{free_port()}"), "connection refused", "AGENTNET_SERVER")
+    one_line(cli(env, "agents", "--server", f"127.0.0.1:{server.http_port}"), "not with gRPC over TLS")
+    one_line(cli(env, "agents", "--server-name", "wrong.example"), "does not name 'wrong.example'", "make certs HOST=")
+    # A server that accepts TCP and never answers: given up after connect_timeout, not 22 s later.
+    r = cli(env, "agents", "--server", f"127.0.0.1:{silent_listener}", "--connect-timeout", "1")
+    one_line(r, "no answer from", "within 1 s")
+    # tail with the server down says so (and keeps trying until --timeout).
+    r = cli(env, "tail", "--agent", "laoxing", "--server", f"127.0.0.1:{free_port()}", "--timeout", "4")
+    assert "waiting for the server" in r.stderr and "connection refused" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    # --debug shows the details.
+    r = cli(env, "--debug", "agents", "--server", f"127.0.0.1:{free_port()}")
+    assert "Traceback" in r.stderr
