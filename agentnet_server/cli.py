@@ -342,7 +342,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
+    import argcomplete
+
+    ap = parser()
+    argcomplete.autocomplete(ap)
+    ns = ap.parse_args(argv)
     try:
         return int(ns.fn(ns))
     except KeyboardInterrupt:

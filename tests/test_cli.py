@@ -3,9 +3,11 @@ traceback, no gRPC log lines), and the CLI forgives option order and missing def
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from agentnet_client.cli.output import width
 from agentnet_server import pki
 from tests.conftest import ServerProc
 
@@ -150,3 +153,70 @@ def test_client_failures_are_one_line_with_a_hint(
     # --debug shows the details.
     r = cli(env, "--debug", "agents", "--server", f"127.0.0.1:{free_port()}")
     assert "Traceback" in r.stderr
+
+
+def test_forgiving_cli(make_server, certs: pki.CertsDir, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProc = make_server()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTNET_")}
+    env = dict(
+        base,
+        AGENTNET_SERVER=server.addr,
+        AGENTNET_DEVICE_DIR=str(certs.device_dir("xiaoxing-mac")),
+        AGENTNET_CACHE_DIR=str(tmp_path / "caches"),
+        AGENTNET_CONFIG_DIR=str(tmp_path / "config"),
+    )
+    assert cli(env, "register", "xiaoxing", "--name", "小邢", "--role", "DevOps").returncode == 0
+    other = dict(env, AGENTNET_DEVICE_DIR=str(certs.device_dir("laoxing-vps")))
+    assert cli(other, "register", "laoxing-the-elder", "--name", "老邢老邢", "--role", "运维").returncode == 0
+    # Global options after the subcommand, as SKILL.md tells agents to write them.
+    r = cli(env, "join", "dev-team", "--create", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["newly_joined"] is True, r.stderr
+    assert cli(env, "send", "dev-team", "hello 世界", "--json").returncode == 0
+    r = cli(env, "agents", "--json")
+    assert {a["id"] for a in json.loads(r.stdout)} == {"xiaoxing", "laoxing-the-elder"}
+    # Columns line up on screen although CJK characters take two cells; no colour into a pipe.
+    r = cli(env, "agents")
+    assert "\033[" not in r.stdout
+    lines = r.stdout.splitlines()
+    rows = [line for line in lines if line.startswith(("ID", "xiaoxing", "laoxing"))]
+    assert len(rows) == 3, r.stdout
+    starts = {width(line[: line.index(word)]) for line, word in zip(rows, ("STATE", "offline", "offline"), strict=True)}
+    assert len(starts) == 1, r.stdout
+    assert "one-shot commands" in r.stdout  # why everyone shows offline
+    # The device's only agent is the default for tail and for offline history.
+    r = cli(env, "tail", "--count", "1", "--skip", "agent_list", "--skip", "presence", "--skip", "caught_up", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["message"]["content"] == "hello 世界"
+    r = cli(env, "history", "dev-team", "--offline")
+    assert r.returncode == 0 and "hello 世界" in r.stdout, r.stderr
+    r = cli(env, "--version")
+    assert r.returncode == 0 and r.stdout.startswith("agentnet ")
+    # doctor: every check passes here; a wrong name is found and the fix is given.
+    r = cli(env, "doctor")
+    assert r.returncode == 0 and "✗" not in r.stdout and "clock" in r.stdout, r.stdout + r.stderr
+    r = cli(env, "doctor", "--server-name", "vps.example.test", "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    assert r.returncode == 1 and checks["server name"]["ok"] is False
+    assert "make certs HOST=vps.example.test" in checks["server name"]["fix"]
+    # Profiles: the connection comes from the current profile when no flag or variable gives it.
+    bare = dict(base, AGENTNET_CONFIG_DIR=env["AGENTNET_CONFIG_DIR"], AGENTNET_CACHE_DIR=env["AGENTNET_CACHE_DIR"])
+    r = cli(bare, "profile", "add", "home", "--server", server.addr, "--device-dir", env["AGENTNET_DEVICE_DIR"])
+    assert r.returncode == 0, r.stderr
+    assert (
+        cli(bare, "profile", "add", "nowhere", "--server", f"127.0.0.1:{free_port()}", "--device-dir", ".").returncode
+        == 0
+    )
+    assert stat.S_IMODE((tmp_path / "config" / "profiles.json").stat().st_mode) == 0o600
+    r = cli(bare, "agents", "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 2, r.stderr
+    one_line(cli(bare, "agents", "--profile", "nowhere"), "device folder")
+    assert cli(bare, "profile", "use", "nowhere").returncode == 0
+    r = cli(bare, "profile", "list", "--json")
+    assert json.loads(r.stdout)["current"] == "nowhere"
+    one_line(cli(bare, "agents", "--profile", "missing"), "no profile 'missing'")
+    # Shell completion (argcomplete) knows the commands.
+    out = tmp_path / "completions"
+    r = cli(
+        dict(env, _ARGCOMPLETE="1", COMP_LINE="agentnet ta", COMP_POINT="11", _ARGCOMPLETE_STDOUT_FILENAME=str(out)),
+    )
+    assert set(out.read_text().split("\v")) == {"tail", "task"}

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """`agentnet`: the command line for agents, scripts and people.
 
 Settings come from flags or AGENTNET_SERVER, AGENTNET_DEVICE_DIR and AGENTNET_AGENT. Every command
@@ -21,10 +22,12 @@ import argparse
 import asyncio
 from types import ModuleType
 
-from . import chat, device, errors, openclaw, tasks
+import argcomplete
+
+from . import chat, device, doctor, errors, openclaw, profile, tasks
 from .common import Handler, add_global_options, nested
 
-COMMAND_MODULES: list[ModuleType] = [chat, tasks, device, openclaw]
+COMMAND_MODULES: list[ModuleType] = [chat, tasks, device, doctor, profile, openclaw]
 
 
 def _version() -> str:
@@ -61,8 +64,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
+    ap = parser()
+    argcomplete.autocomplete(ap)
+    ns = ap.parse_args(argv)
     try:
+        profile.apply(ns)
         return asyncio.run(ns.fn(ns))
     except KeyboardInterrupt:
         return 130

@@ -30,6 +30,7 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--device-dir",), {"help": "folder with cert.pem, key.pem, ca.pem (env AGENTNET_DEVICE_DIR)"}),
     (("--agent",), {"help": "the agent to act as (env AGENTNET_AGENT; default: the device's only agent)"}),
     (("--server-name",), {"help": "TLS name to expect when the address is not in the server certificate"}),
+    (("--profile",), {"help": "connection profile to use (env AGENTNET_PROFILE; see `agentnet profile`)"}),
     (
         ("--connect-timeout",),
         {"type": float, "help": "seconds to wait for the server to answer a connection (default 10)"},

@@ -1,0 +1,156 @@
+"""Connection profiles (`agentnet profile add|use|list|remove`): named server + device folder pairs.
+
+A profile fills in what neither a flag nor an AGENTNET_* variable gives. They live in
+$AGENTNET_CONFIG_DIR/profiles.json (default ~/.config/agentnet/), readable by the owner only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+from typing import Any
+
+from ..errors import AgentnetError
+from .common import Add, nested
+from .output import emit, table
+
+FIELDS = {"server": "AGENTNET_SERVER", "device_dir": "AGENTNET_DEVICE_DIR", "agent": "AGENTNET_AGENT"}
+OPTIONAL = ("server_name",)
+
+
+def config_dir() -> pathlib.Path:
+    explicit = os.environ.get("AGENTNET_CONFIG_DIR")
+    if explicit:
+        return pathlib.Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return pathlib.Path(base) / "agentnet"
+
+
+def _path() -> pathlib.Path:
+    return config_dir() / "profiles.json"
+
+
+def load() -> dict[str, Any]:
+    path = _path()
+    if not path.exists():
+        return {"current": "", "profiles": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AgentnetError(
+            "FAILED_PRECONDITION", f"cannot read {path}: {exc}; fix or delete the file", "BAD_PROFILES"
+        ) from None
+    data.setdefault("current", "")
+    data.setdefault("profiles", {})
+    return data
+
+
+def save(data: dict[str, Any]) -> None:
+    folder = config_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    tmp = folder / "profiles.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+    os.replace(tmp, _path())
+
+
+def apply(ns: argparse.Namespace) -> None:
+    """Fill the connection settings of `ns` from the chosen profile (--profile, AGENTNET_PROFILE, current)."""
+    if getattr(ns, "cmd", "") == "profile":
+        return
+    name = getattr(ns, "profile", None) or os.environ.get("AGENTNET_PROFILE") or ""
+    data: dict[str, Any] = load() if (name or _path().exists()) else {"current": "", "profiles": {}}
+    name = name or data["current"]
+    if not name:
+        return
+    profile = data["profiles"].get(name)
+    if profile is None:
+        known = ", ".join(sorted(data["profiles"])) or "none"
+        raise AgentnetError(
+            "NOT_FOUND", f"no profile {name!r} (profiles: {known}); add it with `agentnet profile add`", "NO_PROFILE"
+        )
+    for field, env in FIELDS.items():
+        if getattr(ns, field, None) is None and not os.environ.get(env) and profile.get(field):
+            setattr(ns, field, profile[field])
+    for field in OPTIONAL:
+        if getattr(ns, field, None) is None and profile.get(field):
+            setattr(ns, field, profile[field])
+
+
+async def cmd_profile(ns: argparse.Namespace) -> int:
+    data = load()
+    action = ns.profile_cmd
+    if action == "add":
+        if not ns.server or not ns.device_dir:
+            raise AgentnetError(
+                "INVALID_ARGUMENT", "a profile needs --server HOST:PORT and --device-dir FOLDER", "BAD_PROFILE"
+            )
+        entry = {"server": ns.server, "device_dir": str(pathlib.Path(ns.device_dir).expanduser().resolve())}
+        if ns.server_name:
+            entry["server_name"] = ns.server_name
+        if ns.agent:
+            entry["agent"] = ns.agent
+        data["profiles"][ns.name] = entry
+        if ns.use or not data["current"]:
+            data["current"] = ns.name
+        save(data)
+        emit(
+            ns,
+            {"name": ns.name, **entry, "current": data["current"] == ns.name},
+            lambda: print(
+                f"added profile {ns.name}"
+                + (" (in use)" if data["current"] == ns.name else f"; `agentnet profile use {ns.name}`")
+            ),
+        )
+    elif action == "use":
+        if ns.name not in data["profiles"]:
+            raise AgentnetError(
+                "NOT_FOUND", f"no profile {ns.name!r}; add it with `agentnet profile add`", "NO_PROFILE"
+            )
+        data["current"] = ns.name
+        save(data)
+        emit(ns, {"current": ns.name}, lambda: print(f"using profile {ns.name}"))
+    elif action == "remove":
+        if data["profiles"].pop(ns.name, None) is None:
+            raise AgentnetError("NOT_FOUND", f"no profile {ns.name!r}", "NO_PROFILE")
+        if data["current"] == ns.name:
+            data["current"] = ""
+        save(data)
+        emit(ns, {"removed": ns.name}, lambda: print(f"removed profile {ns.name}"))
+    else:
+        rows = [
+            [
+                "*" if name == data["current"] else "",
+                name,
+                p.get("server", ""),
+                p.get("device_dir", ""),
+                p.get("agent", ""),
+            ]
+            for name, p in sorted(data["profiles"].items())
+        ]
+
+        def human() -> None:
+            if not rows:
+                print("no profiles; add one with `agentnet profile add NAME --server HOST:PORT --device-dir FOLDER`")
+                return
+            for line in table(["", "PROFILE", "SERVER", "DEVICE FOLDER", "AGENT"], rows):
+                print(line)
+
+        emit(ns, {"current": data["current"], "profiles": data["profiles"]}, human)
+    return 0
+
+
+def register(add: Add) -> None:
+    p = add("profile", cmd_profile, "named connection profiles: add, use, list, remove (like `nats context`)")
+    sub = p.add_subparsers(dest="profile_cmd", required=True, metavar="action")
+    t = nested(sub, "add", "save --server, --device-dir (and --server-name, --agent) under a name")
+    t.add_argument("name")
+    t.add_argument("--use", action="store_true", help="also make it the current profile")
+    t = nested(sub, "use", "make a profile the current one")
+    t.add_argument("name")
+    nested(sub, "list", "list profiles (* marks the current one)")
+    t = nested(sub, "remove", "delete a profile")
+    t.add_argument("name")
