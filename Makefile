@@ -40,13 +40,13 @@ test: $(STAMP) proto-check ## Set up and run the test suite (real server, real T
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check agentnet_server agentnet_client tests scripts
-	$(BIN)/ruff format --check agentnet_server agentnet_client tests scripts
+	$(BIN)/ruff check agentnet_server agentnet_client agentnet_bench tests scripts
+	$(BIN)/ruff format --check agentnet_server agentnet_client agentnet_bench tests scripts
 	$(BIN)/mypy
 
 fmt: $(STAMP) ## Format the code with ruff
-	$(BIN)/ruff format agentnet_server agentnet_client tests scripts
-	$(BIN)/ruff check --fix agentnet_server agentnet_client tests scripts
+	$(BIN)/ruff format agentnet_server agentnet_client agentnet_bench tests scripts
+	$(BIN)/ruff check --fix agentnet_server agentnet_client agentnet_bench tests scripts
 
 bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC
 	$(BIN)/agentnet bench --targets

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import pathlib
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,6 +16,7 @@ import pytest
 
 from agentnet_client import AgentProfile, Backoff, Client
 from agentnet_server import pki
+from agentnet_server.process import ServerProcess, serve_args
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICES = ("laoxing-vps", "xiaoxing-mac", "xiaojin-mini", "d4", "d5", "d6")
@@ -44,11 +41,15 @@ class ServerProc:
         self.db = db
         self.workdir = workdir
         self.flags = {"heartbeat": 1.0, "grace": 1.0, **flags}
-        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.http_port: int | None = None
         self.log = workdir / "server.log"
+        self.process = ServerProcess(self.log, workdir)
         self.starts = 0
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc
 
     @property
     def addr(self) -> str:
@@ -57,59 +58,27 @@ class ServerProc:
     def start(self, timeout: float = 30.0) -> ServerProc:
         ready = self.workdir / f"ready-{self.starts}.json"
         self.starts += 1
-        args = [
-            sys.executable,
-            "-m",
-            "agentnet_server",
-            "serve",
-            "--certs",
-            str(self.certs.root),
-            "--db",
-            self.db,
-            "--grpc-addr",
-            f"127.0.0.1:{self.port}",
-            "--ready-file",
-            str(ready),
-            "--log-level",
-            "INFO",
-        ]
+        flags = {k: v for k, v in self.flags.items() if k != "http_addr"}
         http = self.flags.get("http_addr", "off")
-        args += ["--http-addr", http if http == "off" else f"127.0.0.1:{self.http_port or 0}"]
-        for key, value in self.flags.items():
-            if key == "http_addr":
-                continue
-            args += [f"--{key.replace('_', '-')}", str(value)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"server did not become ready:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.02)
-        info = json.loads(ready.read_text())
+        args = serve_args(
+            self.certs.root,
+            self.db,
+            f"127.0.0.1:{self.port}",
+            log_level="INFO",
+            http_addr=http if http == "off" else f"127.0.0.1:{self.http_port or 0}",
+            **flags,
+        )
+        info = self.process.start(args, ready, timeout)
         self.port = int(info["grpc"].rsplit(":", 1)[1])
         if info.get("http"):
             self.http_port = int(info["http"].rsplit(":", 1)[1])
         return self
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return self.process.stop(timeout)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        self.process.kill()
 
     def restart(self) -> ServerProc:
         self.stop()

@@ -53,14 +53,22 @@ def parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         module.register(add)
 
-    from ..bench import add_arguments as add_bench_arguments
-    from ..bench import cmd_bench
-
-    p = add(
-        "bench", cmd_bench, "benchmark a throwaway local server against the raw gRPC ceiling (see docs/performance.md)"
+    # The benchmark is its own package, loaded only by this command; it parses its own arguments.
+    p = sub.add_parser(
+        "bench",
+        help="benchmark a throwaway local server against the raw gRPC ceiling (see docs/performance.md)",
+        add_help=False,
+        prefix_chars="+",
     )
-    add_bench_arguments(p)
+    p.set_defaults(fn=cmd_bench)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `agentnet bench --help`")
     return ap
+
+
+async def cmd_bench(ns: argparse.Namespace) -> int:
+    from agentnet_bench.bench import run
+
+    return await run(ns.bench_args, json_output=ns.json)
 
 
 def main(argv: list[str] | None = None) -> int:

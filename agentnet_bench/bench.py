@@ -2,8 +2,8 @@
 
 It makes a throwaway network in a temp folder (CA, server certificate and bench devices made by
 agentnet_server.pki), starts its own `agentnet-server serve` (SQLite, synchronous=FULL, TLS) and
-a minimal forwarding servicer over the same protocol and TLS (bench_raw, the ceiling), and
-drives both with the same lean sessions from separate worker processes (bench_load), so the
+a minimal forwarding servicer over the same protocol and TLS (raw.py, the ceiling), and
+drives both with the same lean sessions from separate worker processes (load.py), so the
 controller's CPU does not count. Rounds alternate agentnet and raw (A B A B ...): this
 machine's speed drifts within minutes, so every agentnet figure is reported as a ratio to the
 raw figure of the same round, with the median and spread over the rounds.
@@ -25,7 +25,6 @@ import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .bench_load import merge_hists, percentiles
+from agentnet_server.process import ServerProcess, serve_args
+
+from .load import merge_hists, percentiles
 
 SCENARIOS = ("fanout", "rate", "durable", "storm", "idle")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -84,50 +85,17 @@ def machine() -> dict[str, Any]:
 # -- processes --------------------------------------------------------------------------------
 
 
-class Proc:
+class Proc(ServerProcess):
     """A server child process with its CPU time and RSS from /proc."""
 
     def __init__(self, name: str, args: list[str], workdir: pathlib.Path) -> None:
-        self.name = name
+        super().__init__(workdir / f"{name}.log", workdir, name)
         self.args = args
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
         self.addr = ""
-        self.log = workdir / f"{name}.log"
 
-    def start(self, timeout: float = 60.0) -> Proc:
-        ready = self.workdir / f"{self.name}.ready"
-        with contextlib.suppress(FileNotFoundError):
-            ready.unlink()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.args, "--ready-file", str(ready)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            )
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not become ready: {self.tail()}")
-            time.sleep(0.02)
-        self.addr = json.loads(ready.read_text())["grpc"]
+    def launch(self, timeout: float = 60.0) -> Proc:
+        self.addr = self.start(self.args, self.workdir / f"{self.name}.ready", timeout)["grpc"]
         return self
-
-    def tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def cpu(self) -> float:
         """User + system CPU seconds of the whole process (all threads)."""
@@ -149,18 +117,9 @@ class Proc:
             if (self.cpu() - c0) / window < below:
                 return
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 class WorkerProc:
-    """A bench_load process: one JSON command per line in, one JSON answer per line out."""
+    """A load.py process: one JSON command per line in, one JSON answer per line out."""
 
     def __init__(self, index: int, workdir: pathlib.Path) -> None:
         self.index = index
@@ -173,7 +132,7 @@ class WorkerProc:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "agentnet_client.bench_load",
+            "agentnet_bench.load",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=self.err,
@@ -299,41 +258,26 @@ class Bench:
             self.devices.append(str(self.certs.device_dir(f"bench-{i}")))
 
     def agentnet_server(self, name: str) -> Proc:
-        args = [
-            sys.executable,
-            "-m",
-            "agentnet_server",
-            "serve",
-            "--certs",
-            str(self.certs.root),
-            "--db",
+        args = serve_args(
+            self.certs.root,
             f"sqlite:///{self.tmp / (name + '.db')}",
-            "--sqlite-synchronous",
-            "FULL",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "off",
-            "--log-level",
-            "WARNING",
-            "--max-agents-per-device",
-            "0",
-            "--max-sessions-per-device",
-            "0",
-            "--sends-per-second",
-            "0",
-            "--events-per-second",
-            "0",
-        ]
+            sqlite_synchronous="FULL",
+            http_addr="off",
+            log_level="WARNING",
+            max_agents_per_device=0,
+            max_sessions_per_device=0,
+            sends_per_second=0,
+            events_per_second=0,
+        )
         p = Proc(name, args, self.tmp)
         self.servers.append(p)
-        return p.start()
+        return p.launch()
 
     def raw_server(self, name: str) -> Proc:
-        args = [sys.executable, "-m", "agentnet_client.bench_raw", "--certs", str(self.certs.root)]
+        args = [sys.executable, "-m", "agentnet_bench.raw", "--certs", str(self.certs.root)]
         p = Proc(name, args, self.tmp)
         self.servers.append(p)
-        return p.start()
+        return p.launch()
 
     async def start_workers(self) -> None:
         self.workers = [await WorkerProc(i, self.tmp).start() for i in range(self.ns.procs)]
@@ -863,7 +807,7 @@ async def store_ceiling(path: pathlib.Path, n: int, window: int) -> dict[str, An
     from agentnet_server.store import ops
     from agentnet_server.store.db import Database
 
-    from .bench_load import Hist
+    from .load import Hist
 
     db = Database(f"sqlite:///{path}", "FULL", readers=1, batch=512)
     await asyncio.to_thread(db.migrate)
@@ -1139,7 +1083,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def cmd_bench(ns: argparse.Namespace) -> int:
     chosen = ns.scenario or ["all"]
     ns.scenarios = list(SCENARIOS) if "all" in chosen else [s for s in SCENARIOS if s in chosen]
-    ns.argv = _argv_after("bench")
+    if getattr(ns, "argv", None) is None:
+        ns.argv = _argv_after("bench")
     for name, value in SIZES["targets" if ns.targets else "quick"].items():
         if getattr(ns, name) is None:
             setattr(ns, name, value)
@@ -1181,12 +1126,23 @@ def _argv_after(word: str) -> list[str]:
     return args[args.index(word) + 1 :] if word in args else []
 
 
-def main(argv: Iterable[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentnet bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
     add_arguments(ap)
-    ns = ap.parse_args(list(argv) if argv is not None else None)
-    return asyncio.run(cmd_bench(ns))
+    return ap
+
+
+async def run(argv: list[str], json_output: bool = False) -> int:
+    """`agentnet bench ARGS...` (the client CLI hands its arguments over; `--json` may come from either)."""
+    ns = parser().parse_args(argv)
+    ns.json = ns.json or json_output
+    ns.argv = argv
+    return await cmd_bench(ns)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    return asyncio.run(run(list(argv) if argv is not None else sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ the stream to an in-memory group, a `message` gets the next seq of its group and
 once and queued to every member (one reader task and one writer per stream, like the server).
 Whatever agentnet does beyond this is what its figures pay for.
 
-Run as `python -m agentnet_client.bench_raw --certs DIR --grpc-addr 127.0.0.1:0 --ready-file F`.
+Run as `python -m agentnet_bench.raw --certs DIR --grpc-addr 127.0.0.1:0 --ready-file F`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ reads and parses every ServerEvent, tracks the last seq per conversation (duplic
 are counted, never hidden), sends delivery acks like the real client, and measures
 send→receive latency from a monotonic timestamp the sender puts in the message text (the
 clock is system-wide, so sender and receiver may be different processes). The same sessions
-talk to the agentnet server and to the raw forwarder (bench_raw), so the comparison is fair.
+talk to the agentnet server and to the raw forwarder (raw.py), so the comparison is fair.
 
 The controller (bench.py) writes one JSON command per line to stdin; the worker answers each
 with one JSON line on stdout. Commands: open, run, drop, reopen, close, exit.
@@ -27,8 +27,7 @@ from typing import Any
 import grpc
 
 from agentnet.v1 import events_pb2, resources_pb2
-
-from .device import Device, channel_options, load_device
+from agentnet_client.device import Device, channel_options, load_device
 
 METHOD = "/agentnet.v1.AgentNet/Session"
 HIST_BUCKETS = 2400  # 1 % steps from 1 µs: up to ~26 s
@@ -407,7 +406,7 @@ class Worker:
     def signer(self, folder: str) -> Any:
         s = self._signers.get(folder)
         if s is None:
-            from .signing import Signer
+            from agentnet_client.signing import Signer
 
             s = self._signers[folder] = Signer(self.device(folder))
         return s
