@@ -68,7 +68,10 @@ def parser() -> argparse.ArgumentParser:
 async def cmd_bench(ns: argparse.Namespace) -> int:
     from agentnet_bench.bench import run
 
-    return await run(ns.bench_args, json_output=ns.json)
+    try:
+        return await run(ns.bench_args, json_output=ns.json)
+    except SystemExit as exc:  # its own argument parser: --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 def main(argv: list[str] | None = None) -> int:
