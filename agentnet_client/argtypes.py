@@ -1,4 +1,4 @@
-"""argparse types for numbers with a lower bound, shared by the `agentnet` and `agentnet-server` CLIs."""
+"""argparse types for numbers with a lower bound, for the `agentnet` CLI."""
 
 from __future__ import annotations
 

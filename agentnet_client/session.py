@@ -28,6 +28,7 @@ from .cache import Cache
 from .device import Device, secure_channel
 from .errors import AgentnetError, ConnectionLost, NotConnected
 from .signing import Verification, Verifier
+from .wire import inbox_conv
 
 log = logging.getLogger("agentnet.client")
 
@@ -104,10 +105,6 @@ def make_send(
     if payload is not None:
         sm.payload.update(payload)
     return sm
-
-
-def inbox_conv(agent_id: str) -> str:
-    return "inbox:" + agent_id
 
 
 def sequenced(event: events_pb2.ServerEvent, agent_id: str) -> tuple[str, int] | None:

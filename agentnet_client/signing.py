@@ -1,18 +1,5 @@
-"""Signatures: ECDSA P-256 / SHA-256 by the sending device's key over a canonical encoding.
-
-The signed bytes are a domain tag followed by UTF-8 fields, each preceded by its length as
-4 bytes big-endian. Numbers are decimal text; times are microseconds since the epoch.
-
-    "agentnet.v1.message":     sender device, sender agent, target ("group:<id>" or
-                               "agent:<recipient id>"), client_msg_id, content, payload
-                               (canonical JSON: keys sorted, no spaces, UTF-8; empty when
-                               absent), sign_time; then, only when either is set (so a
-                               message without them keeps the bytes it always had): reply_to,
-                               auto_hops
-    "agentnet.v1.task.create": device, creator, client_task_id, title, description, assignee,
-                               group_id, priority, due_time (0 = none), sign_time
-    "agentnet.v1.task.update": device, actor, task_id, status, assignee, note, result,
-                               expected_version, sign_time
+"""Signatures: ECDSA P-256 / SHA-256 by the sending device's key over the canonical encoding that
+agentnet_client.wire defines (the same bytes the server checks); this module signs and verifies.
 
 Recipients rebuild the message bytes from the Message they receive and check the signature with
 the certificate whose SHA-256 fingerprint is Message.signer_fingerprint (GetDevice serves it;
@@ -22,136 +9,49 @@ it must chain to the network CA).
 from __future__ import annotations
 
 import enum
-import json
 import time
 from collections.abc import Awaitable, Callable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from google.protobuf import json_format, struct_pb2
 
 from agentnet.v1 import events_pb2, resources_pb2
 
 from .device import Device
+from .wire import (
+    DOMAIN,
+    MAX_AUTO_HOPS,
+    TASK_CREATE,
+    TASK_UPDATE,
+    canonical_payload,
+    message_bytes,
+    signed_bytes,
+    target_of_message,
+    target_of_send,
+    task_create_bytes,
+    task_update_bytes,
+    verify,
+)
 
-DOMAIN = b"agentnet.v1.message"
-# The highest automatic-hop count a message may carry (see Message.auto_hops).
-MAX_AUTO_HOPS = 16
-TASK_CREATE = b"agentnet.v1.task.create"
-TASK_UPDATE = b"agentnet.v1.task.update"
-
-
-def canonical_payload(payload: struct_pb2.Struct | None) -> str:
-    if payload is None:
-        return ""
-    return json.dumps(
-        json_format.MessageToDict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def _encode(tag: bytes, *fields: str) -> bytes:
-    out = bytearray(tag)
-    for field in fields:
-        data = field.encode("utf-8", "surrogatepass")
-        out += len(data).to_bytes(4, "big")
-        out += data
-    return bytes(out)
-
-
-def signed_bytes(
-    device: str,
-    sender: str,
-    target: str,
-    client_msg_id: str,
-    content: str,
-    payload_json: str,
-    sign_time_us: int,
-    reply_to: int = 0,
-    auto_hops: int = 0,
-) -> bytes:
-    fields = [device, sender, target, client_msg_id, content, payload_json, str(sign_time_us)]
-    if reply_to or auto_hops:
-        # Appended only when set: the length prefixes keep the two shapes apart, and messages
-        # signed before these fields existed verify unchanged.
-        fields += [str(reply_to), str(auto_hops)]
-    return _encode(DOMAIN, *fields)
-
-
-def task_create_bytes(
-    device: str,
-    actor: str,
-    client_task_id: str,
-    title: str,
-    description: str,
-    assignee: str,
-    group_id: str,
-    priority: int,
-    due_time_us: int,
-    sign_time_us: int,
-) -> bytes:
-    return _encode(
-        TASK_CREATE,
-        device,
-        actor,
-        client_task_id,
-        title,
-        description,
-        assignee,
-        group_id,
-        str(priority),
-        str(due_time_us),
-        str(sign_time_us),
-    )
-
-
-def task_update_bytes(
-    device: str,
-    actor: str,
-    task_id: str,
-    status: int,
-    assignee: str,
-    note: str,
-    result: str,
-    expected_version: int,
-    sign_time_us: int,
-) -> bytes:
-    return _encode(
-        TASK_UPDATE,
-        device,
-        actor,
-        task_id,
-        str(status),
-        assignee,
-        note,
-        result,
-        str(expected_version),
-        str(sign_time_us),
-    )
-
-
-def target_of_send(sm: events_pb2.SendMessage) -> str:
-    return "group:" + sm.group_id if sm.WhichOneof("target") == "group_id" else "agent:" + sm.to_agent
-
-
-def target_of_message(m: resources_pb2.Message) -> str:
-    return "group:" + m.group_id if m.group_id else "agent:" + m.recipient
-
-
-def message_bytes(m: resources_pb2.Message) -> bytes:
-    payload = canonical_payload(m.payload) if m.HasField("payload") else ""
-    return signed_bytes(
-        m.sender_device,
-        m.sender,
-        target_of_message(m),
-        m.client_msg_id,
-        m.content,
-        payload,
-        m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0,
-        m.reply_to,
-        m.auto_hops,
-    )
+__all__ = [
+    "DOMAIN",
+    "MAX_AUTO_HOPS",
+    "TASK_CREATE",
+    "TASK_UPDATE",
+    "Fetch",
+    "Signer",
+    "Verification",
+    "Verifier",
+    "canonical_payload",
+    "message_bytes",
+    "signed_bytes",
+    "target_of_message",
+    "target_of_send",
+    "task_create_bytes",
+    "task_update_bytes",
+    "verify",
+]
 
 
 class Signer:
@@ -203,20 +103,6 @@ class Signer:
         now = time.time_ns() // 1000
         data = task_update_bytes(self.device.id, actor, task_id, status, assignee, note, result, expected_version, now)
         return self.sign(data), now
-
-
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-
-
-def verify(cert: x509.Certificate, signature: bytes, data: bytes) -> bool:
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return False
-    try:
-        key.verify(signature, data, _ECDSA_SHA256)
-        return True
-    except InvalidSignature:
-        return False
 
 
 class Verification(enum.Enum):

@@ -19,9 +19,8 @@ import pathlib
 import signal
 from typing import Any
 
-from agentnet_client.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
-
 from . import config, pki
+from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
 from .errors import AgentnetError
 
 

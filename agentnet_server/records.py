@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 import time
 
-# Agent, group and device ids.
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Ids and conversation ids are part of the wire contract, shared with the client.
+from agentnet_client.wire import (  # noqa: F401 - re-exported for the server's layers
+    DM_PREFIX,
+    GROUP_PREFIX,
+    ID_RE,
+    INBOX_PREFIX,
+    dm_conv,
+    dm_parties,
+    group_conv,
+    inbox_conv,
+)
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-GROUP_PREFIX = "group:"
-DM_PREFIX = "dm:"
-INBOX_PREFIX = "inbox:"
-
-
-def group_conv(group_id: str) -> str:
-    return GROUP_PREFIX + group_id
-
-
-def dm_conv(a: str, b: str) -> str:
-    lo, hi = sorted((a, b))
-    return f"{DM_PREFIX}{lo}+{hi}"
-
-
-def inbox_conv(agent_id: str) -> str:
-    return INBOX_PREFIX + agent_id
-
-
-def dm_parties(conv: str) -> tuple[str, str]:
-    a, _, b = conv[len(DM_PREFIX) :].partition("+")
-    return a, b
 
 
 class FeedKind(enum.IntEnum):

@@ -10,6 +10,7 @@ from typing import Any
 from ..argtypes import positive_int
 from ..errors import AgentnetError
 from ..session import make_send
+from ..wire import ID_RE
 from .common import Add, acting, make_client, payload
 from .output import emit, to_dict
 
@@ -49,14 +50,13 @@ async def cmd_enroll_request(ns: argparse.Namespace) -> int:
     """The device side of CSR enrollment: the operator signs request.csr with `agentnet-server enroll`."""
     import os
     import pathlib
-    import re
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    if not re.match(r"^[a-z0-9][a-z0-9._-]{0,63}$", ns.device_id):
+    if not ID_RE.match(ns.device_id):
         raise AgentnetError(
             "INVALID_ARGUMENT",
             f"device id {ns.device_id!r} is not valid: use 1-64 characters of "

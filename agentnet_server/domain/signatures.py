@@ -1,13 +1,13 @@
 """Checks the device signature on every message and task change (see SECURITY.md).
 
-The canonical encodings are defined once, in agentnet_client.signing, and shared by the client
+The canonical encodings are defined once, in the wire contract (agentnet_client.wire), and shared by the client
 that signs, the server that checks, and every recipient that checks again."""
 
 from __future__ import annotations
 
 from cryptography import x509
 
-from agentnet_client import signing
+from agentnet_client import wire
 
 from ..errors import InvalidArgument
 
@@ -21,7 +21,7 @@ def _check(cert: x509.Certificate | None, signature: bytes, data: bytes, what: s
                 reason="SIGNATURE_MISSING",
             )
         return
-    if cert is None or not signing.verify(cert, signature, data):
+    if cert is None or not wire.verify(cert, signature, data):
         raise InvalidArgument(
             f"the signature of this {what} does not match its content and this device's certificate; "
             "nothing was stored",
@@ -45,7 +45,7 @@ def check_message(
 ) -> None:
     if signature and not sign_time:
         raise InvalidArgument("a signed message needs sign_time", reason="SIGNATURE_INVALID")
-    data = signing.signed_bytes(
+    data = wire.signed_bytes(
         device, sender, target, client_msg_id, content, payload_json or "", sign_time, reply_to, auto_hops
     )
     _check(cert, signature, data, "message", required)
@@ -66,7 +66,7 @@ def check_task_create(
     sign_time: int,
     required: bool,
 ) -> None:
-    data = signing.task_create_bytes(
+    data = wire.task_create_bytes(
         device, actor, client_task_id, title, description, assignee, group_id, priority, due_time, sign_time
     )
     _check(cert, signature, data, "task", required)
@@ -86,7 +86,5 @@ def check_task_update(
     sign_time: int,
     required: bool,
 ) -> None:
-    data = signing.task_update_bytes(
-        device, actor, task_id, status, assignee, note, result, expected_version, sign_time
-    )
+    data = wire.task_update_bytes(device, actor, task_id, status, assignee, note, result, expected_version, sign_time)
     _check(cert, signature, data, "task change", required)

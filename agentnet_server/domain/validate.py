@@ -8,7 +8,7 @@ import json
 import unicodedata
 from typing import Any
 
-from agentnet_client.signing import MAX_AUTO_HOPS
+from agentnet_client.wire import MAX_AUTO_HOPS
 
 from ..errors import InvalidArgument
 from ..records import ID_RE
