@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -24,7 +24,9 @@ from .domain.inbox import Inbox, ReadResult
 from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
+from .health import HealthServer, Readiness
 from .hub import Hub, PresenceChange
+from .metrics import Metrics
 from .records import now_us
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
@@ -60,12 +62,17 @@ def _serialize(msg: Any) -> bytes:
     return msg.SerializeToString()
 
 
-def build_handler(servicer: Any, sessions: SessionService) -> grpc.GenericRpcHandler:
+def build_handler(
+    servicer: Any, sessions: SessionService, readiness: Readiness | None = None
+) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler] = {}
+    session_handler: Any = sessions.handle
+    if readiness is not None:
+        session_handler = _gated(sessions.handle, readiness)
     for m in SERVICE.methods:
         if m.client_streaming and m.server_streaming:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(
-                sessions.handle, request_deserializer=parse_client_event, response_serializer=passthrough
+                session_handler, request_deserializer=parse_client_event, response_serializer=passthrough
             )
             continue
         impl = getattr(servicer, m.name, None)
@@ -77,6 +84,21 @@ def build_handler(servicer: Any, sessions: SessionService) -> grpc.GenericRpcHan
             response_serializer=_serialize,
         )
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
+def _gated(handle: Any, readiness: Readiness) -> Any:
+    """New sessions are refused with UNAVAILABLE while the replica cannot serve (store lost)."""
+
+    async def gated(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        if not readiness.ready:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"this replica cannot serve right now ({readiness.reason}); retry, or use another replica",
+            )
+        async for data in handle(requests, context):
+            yield data
+
+    return gated
 
 
 def server_options(s: Settings) -> list[tuple[str, Any]]:
@@ -101,6 +123,7 @@ def server_options(s: Settings) -> list[tuple[str, Any]]:
 class Bound:
     grpc_port: int
     http_port: int | None
+    health_port: int | None = None
 
 
 class App:
@@ -114,6 +137,8 @@ class App:
         self.tasks: list[asyncio.Task[Any]] = []
         self.bound: Bound | None = None
         self.http: Any = None
+        self.health_server: HealthServer | None = None
+        self.metrics = Metrics()
         self._stopped = asyncio.Event()
 
     async def start(self) -> Bound:
@@ -149,7 +174,15 @@ class App:
         s = self.settings
         creds = auth.server_credentials(self.certs)
         try:
-            self.db = db = Database(s.db, s.sqlite_synchronous, s.reader_threads, s.writer_batch)
+            self.db = db = Database(
+                s.db,
+                s.sqlite_synchronous,
+                s.reader_threads,
+                s.writer_batch,
+                timeout=s.store_timeout,
+                lock_timeout=s.store_lock_timeout,
+            )
+            db.on_commit_time = self.metrics.commit_seconds.observe
             version = await asyncio.to_thread(db.migrate)
         except Exception as exc:
             raise StartupError(database_problem(s.db, exc)) from exc
@@ -177,10 +210,20 @@ class App:
         self.limiter = Limiter(s.sends_per_second, s.send_burst, s.events_per_second, s.event_burst)
         self.sessions.limiter = self.servicer.limiter = self.limiter
         self.sessions.revocations = rev
+        self.readiness = Readiness(
+            db.ping,
+            self._resync,
+            self._set_serving,
+            self._close_for_outage,
+            self._listening,
+            grace=s.store_outage_grace,
+        )
+        db.on_lost = self.readiness.lost
+        self.metrics.watch(self)
         self._extend()
 
         self.server = server = grpc.aio.server(interceptors=[auth.AuthInterceptor(rev)], options=server_options(s))
-        server.add_generic_rpc_handlers((build_handler(self.servicer, self.sessions),))
+        server.add_generic_rpc_handlers((build_handler(self.servicer, self.sessions, self.readiness),))
         health_servicer = health.aio.HealthServicer()
         self.health = health_servicer
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -192,13 +235,13 @@ class App:
         if not port:
             raise StartupError(listen_problem(s.grpc_addr, "--grpc-addr"))
         await server.start()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        await health_servicer.set(SERVICE.full_name, health_pb2.HealthCheckResponse.SERVING)
         if db.is_postgres:
             await self._start_replication()
+        await self.readiness.serving()
         http_port = await self._start_http()
+        health_port = await self._start_health()
         host = s.grpc_addr.rsplit(":", 1)[0]
-        self.bound = Bound(port, http_port)
+        self.bound = Bound(port, http_port, health_port)
         log.info(
             "agentnet serving gRPC on %s:%d (schema v%d, store %s)%s",
             host,
@@ -244,6 +287,39 @@ class App:
         self.http = gateway
         return port
 
+    async def _start_health(self) -> int | None:
+        """/healthz, /readyz and /metrics on settings.health_addr (plain HTTP); "off" disables it."""
+        addr = self.settings.health_addr.strip()
+        if not addr or addr.lower() == "off":
+            return None
+        self.health_server = HealthServer(self.readiness, self.metrics.render)
+        return await self.health_server.start(addr)
+
+    async def _set_serving(self, serving: bool) -> None:
+        if self.health is None:
+            return
+        state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", state)
+        await self.health.set(SERVICE.full_name, state)
+
+    def _listening(self) -> bool:
+        listener = getattr(self, "listener", None)
+        return listener is None or listener.ready.is_set()
+
+    async def _resync(self) -> None:
+        """After a store outage: re-read caches and revocations; every live session catches up
+        from the store (what it may have missed while the store or the listener was away)."""
+        await self.net._resync()
+        await self.revocations.refresh()
+
+    def _close_for_outage(self) -> int:
+        return self.hub.close_where(
+            lambda _s: True,
+            "UNAVAILABLE",
+            "this replica lost its store; reconnect (to another replica if you have one) and resume",
+            "STORE_UNAVAILABLE",
+        )
+
     async def _start_replication(self) -> None:
         """On PostgreSQL several replicas may share the store: announce our changes, hear theirs."""
         from .store.pubsub import Listener
@@ -262,7 +338,15 @@ class App:
                     remote.get_nowait()
                 remote.put_nowait({"resync": True})
 
-        self.listener = Listener(self.settings.db, replica, asyncio.get_running_loop(), deliver)
+        self.listener = Listener(
+            self.settings.db,
+            replica,
+            asyncio.get_running_loop(),
+            deliver,
+            on_lost=self.readiness.lost,
+            on_lag=self.metrics.notify_lag_seconds.observe,
+            connect_timeout=self.settings.store_timeout,
+        )
         self.listener.start()
         if not await asyncio.to_thread(self.listener.ready.wait, 10):
             log.warning("the change listener is not connected yet; other replicas' changes may arrive late")
@@ -272,8 +356,9 @@ class App:
                 data = await remote.get()
                 try:
                     await self.net.apply_remote(data)
-                except Exception:
-                    log.exception("could not apply a change from another replica")
+                except Exception as exc:  # noqa: BLE001 - resynchronise rather than leave a hole
+                    log.warning("could not apply a change from another replica (%s); resynchronising", exc)
+                    self.readiness.lost("apply", exc)
 
         self.tasks.append(asyncio.create_task(apply(), name="agentnet-replication"))
 
@@ -325,16 +410,10 @@ class App:
             )
 
     def _announce_presence(self, online: list[str], offline: list[str]) -> None:
-        """Tell other replicas which agents are connected here (ids only, in chunks)."""
+        """Tell other replicas which agents are connected here (ids only, cut by size)."""
         assert self.db is not None
-        replica = self.db.replica
-        for start in range(0, max(len(online), len(offline), 1), 200):
-            payload = json.dumps(
-                {"r": replica, "po": online[start : start + 200], "pf": offline[start : start + 200]},
-                separators=(",", ":"),
-            )
-            fut = self.db.write(ops.notify, payload)
-            fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        fut = self.db.announce_presence(online, offline)
+        fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
     def _on_revoked(self, fps: frozenset[str], devices: frozenset[str]) -> None:
         n = self.hub.close_where(
@@ -348,6 +427,8 @@ class App:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.shutdown_grace if grace is None else grace
+        if getattr(self, "readiness", None) is not None:
+            await self.readiness.stop()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         if self.server is not None:
@@ -359,6 +440,8 @@ class App:
             await self.server.stop(grace)
         if getattr(self, "listener", None) is not None:
             self.listener.stop()
+        if self.health_server is not None:
+            await self.health_server.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,9 +61,11 @@ class Revocations:
         self.devices: frozenset[str] = frozenset()
         self._known: set[str] = set()
         self.on_revoked: Callable[[frozenset[str], frozenset[str]], None] | None = None
+        self.refreshed_at: float | None = None  # monotonic time of the last successful re-read
 
     async def refresh(self) -> None:
         fps, devices = await self.db.read(ops.revocations)
+        self.refreshed_at = time.monotonic()
         changed = fps != self.fingerprints or devices != self.devices
         self.fingerprints, self.devices = fps, devices
         if changed and self.on_revoked is not None:

@@ -36,6 +36,7 @@ def _settings(ns: argparse.Namespace, **extra: Any) -> config.Settings:
     return config.from_env(
         grpc_addr=getattr(ns, "grpc_addr", None),
         http_addr=getattr(ns, "http_addr", None),
+        health_addr=getattr(ns, "health_addr", None),
         db=getattr(ns, "db", None),
         certs=pathlib.Path(ns.certs) if getattr(ns, "certs", None) else None,
         heartbeat_interval=getattr(ns, "heartbeat", None),
@@ -62,6 +63,8 @@ async def _serve(settings: config.Settings, ready_file: str | None) -> int:
     line = {"grpc": f"{host}:{bound.grpc_port}", "http": None, "pid": os.getpid()}
     if bound.http_port:
         line["http"] = f"{settings.http_addr.rsplit(':', 1)[0]}:{bound.http_port}"
+    if bound.health_port:
+        line["health"] = f"{settings.health_addr.rsplit(':', 1)[0]}:{bound.health_port}"
     if ready_file:
         _write_ready(ready_file, line)
     print(
@@ -99,6 +102,9 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         "max_sessions_per_device",
         "retention_days",
         "prune_interval",
+        "store_timeout",
+        "store_lock_timeout",
+        "store_outage_grace",
     ):
         if getattr(ns, name, None) is not None:
             overrides[name] = getattr(ns, name)
@@ -284,6 +290,10 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--grpc-addr", help=f"gRPC listen address (default {config.DEFAULT_GRPC_ADDR})")
     p.add_argument("--http-addr", help=f"REST shim address (default {config.DEFAULT_HTTP_ADDR}; 'off' disables)")
+    p.add_argument(
+        "--health-addr",
+        help=f"plain-HTTP /healthz, /readyz, /metrics address (default {config.DEFAULT_HEALTH_ADDR}; 'off' disables)",
+    )
     p.add_argument("--heartbeat", type=positive_float, help="heartbeat interval in seconds (default 10)")
     p.add_argument("--grace", type=nonneg_float, help="shutdown grace in seconds (default 5)")
     p.add_argument("--session-queue", type=positive_int, help="outbound queue per session (default 1024)")
@@ -305,6 +315,15 @@ def parser() -> argparse.ArgumentParser:
         type=nonneg_float,
         help="delete messages and inbox entries older than this many days (default 0: keep everything; "
         "env AGENTNET_RETENTION_DAYS)",
+    )
+    p.add_argument("--store-timeout", type=positive_float, help="deadline of every store operation (default 5 s)")
+    p.add_argument(
+        "--store-lock-timeout", type=positive_float, help="PostgreSQL: wait for a locked row at most this long (1 s)"
+    )
+    p.add_argument(
+        "--store-outage-grace",
+        type=nonneg_float,
+        help="close sessions with UNAVAILABLE when the store is unreachable this long (default 2 s)",
     )
     p.add_argument("--prune-interval", type=positive_float, help="seconds between retention runs (default 3600)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

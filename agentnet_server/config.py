@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8443"
+DEFAULT_HEALTH_ADDR = "127.0.0.1:9464"
 DEFAULT_DB = "sqlite:///var/agentnet.db"
 DEFAULT_CERTS = "certs"
 
@@ -20,6 +21,8 @@ class Settings:
 
     grpc_addr: str = DEFAULT_GRPC_ADDR
     http_addr: str = DEFAULT_HTTP_ADDR  # "" or "off" disables the REST shim
+    # Plain HTTP /healthz, /readyz and /metrics (no client certificate, no data); "off" disables.
+    health_addr: str = DEFAULT_HEALTH_ADDR
     db: str = DEFAULT_DB
     certs: pathlib.Path = pathlib.Path(DEFAULT_CERTS)
     # Presence: clients heartbeat this often; 3 missed intervals mean offline.
@@ -46,6 +49,12 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     writer_batch: int = 512
     reader_threads: int = 4
+    # Deadline of every store operation; a send not committed in time gets UNAVAILABLE.
+    store_timeout: float = 5.0
+    # PostgreSQL: how long one statement waits for a row or table lock another transaction holds.
+    store_lock_timeout: float = 1.0
+    # A replica whose store stays unreachable this long closes its sessions with UNAVAILABLE.
+    store_outage_grace: float = 2.0
     # How often the revocation list is re-read from the store.
     revocation_poll: float = 1.0
     # Presence changes are batched over this window before they are broadcast.
@@ -81,6 +90,8 @@ class Settings:
             "keepalive_time": self.keepalive_time,
             "keepalive_timeout": self.keepalive_timeout,
             "prune_interval": self.prune_interval,
+            "store_timeout": self.store_timeout,
+            "store_lock_timeout": self.store_lock_timeout,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -96,6 +107,7 @@ class Settings:
             "shutdown_grace",
             "presence_batch",
             "retention_days",
+            "store_outage_grace",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
@@ -113,6 +125,8 @@ class Settings:
 _ENV: Mapping[str, tuple[str, type]] = {
     "AGENTNET_GRPC_ADDR": ("grpc_addr", str),
     "AGENTNET_HTTP_ADDR": ("http_addr", str),
+    "AGENTNET_HEALTH_ADDR": ("health_addr", str),
+    "AGENTNET_STORE_TIMEOUT": ("store_timeout", float),
     "AGENTNET_DB": ("db", str),
     "AGENTNET_CERTS": ("certs", pathlib.Path),
     "AGENTNET_HEARTBEAT_INTERVAL": ("heartbeat_interval", float),

@@ -156,6 +156,7 @@ class Hub:
         self._presence_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.published = 0
+        self.delivered = 0  # envelopes handed to session queues (one per recipient session)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -239,6 +240,7 @@ class Hub:
             if sessions:
                 for s in sessions:
                     s.push(env)
+                self.delivered += len(sessions)
         self.published += 1
 
     def send_control(self, agents: Iterable[str], data: bytes) -> None:

@@ -43,6 +43,7 @@ class ServerProc:
         self.flags = {"heartbeat": 1.0, "grace": 1.0, **flags}
         self.port = 0
         self.http_port: int | None = None
+        self.health_port: int | None = None
         self.log = workdir / "server.log"
         self.process = ServerProcess(self.log, workdir)
         self.starts = 0
@@ -60,18 +61,23 @@ class ServerProc:
         self.starts += 1
         flags = {k: v for k, v in self.flags.items() if k != "http_addr"}
         http = self.flags.get("http_addr", "off")
+        health = self.flags.get("health_addr", "127.0.0.1:0")
+        flags.pop("health_addr", None)
         args = serve_args(
             self.certs.root,
             self.db,
             f"127.0.0.1:{self.port}",
             log_level="INFO",
             http_addr=http if http == "off" else f"127.0.0.1:{self.http_port or 0}",
+            health_addr=health if health == "off" else f"127.0.0.1:{self.health_port or 0}",
             **flags,
         )
         info = self.process.start(args, ready, timeout)
         self.port = int(info["grpc"].rsplit(":", 1)[1])
         if info.get("http"):
             self.http_port = int(info["http"].rsplit(":", 1)[1])
+        if info.get("health"):
+            self.health_port = int(info["health"].rsplit(":", 1)[1])
         return self
 
     def stop(self, timeout: float = 15.0) -> int:

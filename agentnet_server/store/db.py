@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import pathlib
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import peewee as pw
-from playhouse.db_url import connect as url_connect
+from playhouse.db_url import parse as parse_url
 
 from ..errors import Aborted, AgentnetError, Internal, StoreUnavailable
 from .models import database_proxy
@@ -24,8 +27,13 @@ log = logging.getLogger("agentnet.store")
 T = TypeVar("T")
 
 
-def open_database(url: str, synchronous: str = "FULL") -> pw.Database:
-    """sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db."""
+def open_database(
+    url: str, synchronous: str = "FULL", lock_timeout: float = 1.0, statement_timeout: float = 5.0
+) -> pw.Database:
+    """sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db.
+
+    Every statement is bounded: on PostgreSQL by lock_timeout (a row or table another transaction
+    holds) and statement_timeout, on SQLite by busy_timeout; TCP keepalives notice a silent peer."""
     if url.startswith("sqlite:"):
         path = url.removeprefix("sqlite://").removeprefix("/")
         if not path or path == ":memory:":
@@ -39,45 +47,90 @@ def open_database(url: str, synchronous: str = "FULL") -> pw.Database:
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": synchronous.upper(),
-                "busy_timeout": 10_000,
+                "busy_timeout": int(max(lock_timeout, statement_timeout) * 1000),
                 "foreign_keys": 0,
                 "cache_size": -32_000,
                 "temp_store": "memory",
             },
         )
     if url.startswith(("postgresql:", "postgres:")):
-        return url_connect(url)
+        options = f"-c lock_timeout={int(lock_timeout * 1000)} -c statement_timeout={int(statement_timeout * 1000)}"
+        return _Postgres(
+            **parse_url(url),
+            options=options,
+            connect_timeout=max(1, int(statement_timeout)),
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+        )
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
 
 
-class Changes:
-    """What one write transaction changed that other server replicas must hear about (ids only)."""
+# PostgreSQL's limit is 8000 bytes; stay well below it, whatever the ids look like.
+NOTIFY_LIMIT = 7600
 
-    __slots__ = ("agents", "feed", "groups", "messages")
+
+class _Postgres(pw.PostgresqlDatabase):
+    """Each connection names its process and thread in pg_stat_activity.application_name
+    ("agentnet[pid] agentnet-writer", "... agentnet-read_0"): an operator (or a test) can tell
+    the writer, the readers and the listener apart."""
+
+    def _initialize_connection(self, conn: Any) -> None:
+        name = f"agentnet[{os.getpid()}] {threading.current_thread().name}"[:63]
+        conn.execute("SELECT set_config('application_name', %s, false)", (name,))
+
+
+class Changes:
+    """What one write transaction changed that other server replicas must hear about (ids only),
+    and which agents this replica holds sessions for (presence)."""
+
+    __slots__ = ("agents", "feed", "groups", "messages", "offline", "online")
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, int]] = []
         self.feed: list[tuple[str, int]] = []
         self.agents: set[str] = set()
         self.groups: set[str] = set()
+        self.online: list[str] = []
+        self.offline: list[str] = []
 
-    def payloads(self, replica: str, limit: int = 7000) -> list[str]:
-        """JSON notifications under PostgreSQL's 8000-byte payload limit."""
+    def payloads(self, replica: str, limit: int = NOTIFY_LIMIT) -> list[str]:
+        """JSON notifications, each under `limit` bytes (UTF-8), split by size, never by count."""
         items: list[tuple[str, Any]] = [("a", a) for a in sorted(self.agents)] + [("g", g) for g in sorted(self.groups)]
         items += [("m", m) for m in self.messages] + [("f", f) for f in self.feed]
-        out: list[str] = []
-        chunk: dict[str, list[Any]] = {}
-        size = 0
-        for key, value in items:
-            piece = len(json.dumps(value)) + 1
-            if chunk and size + piece > limit:
-                out.append(json.dumps({"r": replica, **chunk}, separators=(",", ":")))
-                chunk, size = {}, 0
-            chunk.setdefault(key, []).append(value)
-            size += piece
-        if chunk:
-            out.append(json.dumps({"r": replica, **chunk}, separators=(",", ":")))
-        return out
+        items += [("po", a) for a in self.online] + [("pf", a) for a in self.offline]
+        return chunk_payloads(replica, items, limit)
+
+
+def chunk_payloads(replica: str, items: Sequence[tuple[str, Any]], limit: int = NOTIFY_LIMIT) -> list[str]:
+    """Pack (key, value) items into JSON objects {"r", "t", key: [values]} of at most `limit` bytes."""
+    head = len(_encode({"r": replica, "t": _now_ms()}))
+    out: list[str] = []
+    chunk: dict[str, list[Any]] = {}
+    size = head
+    for key, value in items:
+        piece = len(_encode(value).encode()) + 1
+        extra = piece + (len(key) + 5 if key not in chunk else 0)  # ,"key":[ ... ]
+        if head + extra > limit:
+            raise ValueError(f"a single change ({key}: {str(value)[:40]}...) does not fit in a notification")
+        if chunk and size + extra > limit:
+            out.append(_encode({"r": replica, "t": _now_ms(), **chunk}))
+            chunk, size = {}, head
+            extra = piece + len(key) + 5
+        chunk.setdefault(key, []).append(value)
+        size += extra
+    if chunk:
+        out.append(_encode({"r": replica, "t": _now_ms(), **chunk}))
+    return out
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Tx:
@@ -114,7 +167,7 @@ class Tx:
 
 
 class _Op:
-    __slots__ = ("args", "fn", "future", "on_commit")
+    __slots__ = ("args", "deadline", "fn", "future", "on_commit")
 
     def __init__(
         self,
@@ -122,33 +175,25 @@ class _Op:
         args: tuple[Any, ...],
         future: asyncio.Future[Any],
         on_commit: Callable[[Any], None] | None,
+        deadline: float,
     ) -> None:
         self.fn = fn
         self.args = args
         self.future = future
         self.on_commit = on_commit
+        self.deadline = deadline
 
 
 _STOP = object()
 
-
-def _store_error(exc: BaseException) -> AgentnetError:
-    if isinstance(exc, pw.IntegrityError):
-        return Aborted(
-            f"a concurrent change conflicted with this write ({exc}); nothing was committed, retry",
-            reason="CONFLICT",
-        )
-    if isinstance(exc, (pw.DatabaseError, pw.InterfaceError, OSError)):
-        return StoreUnavailable(
-            f"the store refused the write ({type(exc).__name__}: {exc}); nothing was committed, retry later"
-        )
-    log.error("write failed with an unexpected error", exc_info=exc)
-    return Internal(f"internal error while writing ({type(exc).__name__}); nothing was committed")
-
-
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back and
 # may simply be run again.
 RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+# A connection that is gone: class 08 (connection exception), and admin_shutdown, crash_shutdown,
+# cannot_connect_now (a server stopping, restarting or starting; pg_terminate_backend).
+LOST_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout expired
+STATEMENT_TIMEOUT = "57014"  # query_canceled: statement_timeout expired
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -169,6 +214,87 @@ def retryable(exc: BaseException) -> bool:
     return sqlstate(exc) in RETRY_SQLSTATES
 
 
+def connection_lost(exc: BaseException, conn: Any = None) -> bool:
+    """Whether an error means the connection is gone, by SQLSTATE class or by the connection's
+    own state (psycopg 3 `closed` / `broken`), never by exception class or message."""
+    state = sqlstate(exc)
+    if state is not None and (state.startswith("08") or state in LOST_SQLSTATES):
+        return True
+    return conn is not None and bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))
+
+
+def error_kind(exc: BaseException, lost: bool = False) -> str:
+    """A stable word for metrics and logs."""
+    if lost:
+        return "connection_lost"
+    state = sqlstate(exc)
+    if state == LOCK_TIMEOUT:
+        return "lock_timeout"
+    if state == STATEMENT_TIMEOUT:
+        return "statement_timeout"
+    if state in RETRY_SQLSTATES:
+        return "conflict"
+    if isinstance(exc, pw.IntegrityError):
+        return "integrity"
+    # sqlite3 errors carry their result code name (SQLITE_BUSY, SQLITE_FULL, ...).
+    name = getattr(exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc, "sqlite_errorname", "")
+    if name:
+        return str(name).lower().removeprefix("sqlite_")
+    return "other"
+
+
+def _store_error(exc: BaseException) -> AgentnetError:
+    if isinstance(exc, pw.IntegrityError):
+        return Aborted(
+            f"a concurrent change conflicted with this write ({exc}); nothing was committed, retry",
+            reason="CONFLICT",
+        )
+    kind = error_kind(exc)
+    if kind in ("lock_timeout", "statement_timeout", "busy", "locked"):
+        return StoreUnavailable(
+            "the store could not take this write in time (another transaction holds what it needs); "
+            "nothing was committed, retry",
+            reason="STORE_TIMEOUT",
+        )
+    if isinstance(exc, (pw.DatabaseError, pw.InterfaceError, OSError)):
+        return StoreUnavailable(
+            f"the store refused the write ({type(exc).__name__}: {exc}); nothing was committed, retry later"
+        )
+    log.error("write failed with an unexpected error", exc_info=exc)
+    return Internal(f"internal error while writing ({type(exc).__name__}); nothing was committed")
+
+
+class StoreStats:
+    """Plain counters of the store's life, read by the metrics endpoint (any thread may count)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.reconnects: collections.Counter[str] = collections.Counter()
+        self.writes: collections.Counter[str] = collections.Counter()
+
+    def error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] += 1
+
+    def reconnect(self, connection: str) -> None:
+        with self._lock:
+            self.reconnects[connection] += 1
+
+    def wrote(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self.writes.update(names)
+
+
+def _ping(tx: Tx) -> None:
+    tx.one("SELECT 1")
+
+
+def _presence(tx: Tx, online: Sequence[str], offline: Sequence[str]) -> None:
+    tx.changes.online.extend(online)
+    tx.changes.offline.extend(offline)
+
+
 class Database:
     """Owns the connections: one writer thread with group commit and a pool of reader threads.
 
@@ -176,11 +302,27 @@ class Database:
     before changing anything, so a batch can commit around a refused request. Results reach
     the event loop in commit order; on_commit callbacks run there, in that order, before the
     caller's await returns.
+
+    Every operation has a deadline (`timeout`). A connection that is gone (PostgreSQL restarted,
+    a backend terminated, a pooler restarted) is noticed by SQLSTATE or connection state on any
+    thread, replaced with backoff, and reported through `on_lost` so the replica can resynchronise.
+    A write is retried on a new connection only when its COMMIT was not sent; otherwise it fails
+    with UNAVAILABLE and the caller's idempotent retry tells what happened.
     """
 
-    def __init__(self, url: str, synchronous: str = "FULL", readers: int = 4, batch: int = 512) -> None:
+    def __init__(
+        self,
+        url: str,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        batch: int = 512,
+        *,
+        timeout: float = 5.0,
+        lock_timeout: float = 1.0,
+    ) -> None:
         self.url = url
-        self.db = open_database(url, synchronous)
+        self.timeout = timeout
+        self.db = open_database(url, synchronous, lock_timeout, timeout)
         database_proxy.initialize(self.db)
         self.tx = Tx(self.db)
         self.batch = batch
@@ -188,8 +330,15 @@ class Database:
         self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="agentnet-read")
         self._writer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._committing = False
+        self._stopping = False
         self.commits = 0
         self.committed_ops = 0
+        self.stats = StoreStats()
+        # Called on the event loop with (connection kind, error) when a connection was found dead.
+        self.on_lost: Callable[[str, BaseException], None] | None = None
+        # Called in the writer thread with each commit's duration in seconds.
+        self.on_commit_time: Callable[[float], None] | None = None
         # Set on PostgreSQL with several replicas: each write transaction then announces what it
         # changed with pg_notify, delivered to the other replicas only if it commits.
         self.replica: str | None = None
@@ -198,8 +347,15 @@ class Database:
     def is_postgres(self) -> bool:
         return self.tx.pg
 
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
     def migrate(self) -> int:
         with self.db.connection_context():
+            if self.is_postgres:
+                # A schema change may rightly take long or wait for another replica's migration.
+                self.db.execute_sql("SET statement_timeout = 0")
+                self.db.execute_sql("SET lock_timeout = 0")
             return migrate(self.db)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -208,32 +364,78 @@ class Database:
         self._writer.start()
 
     def close(self) -> None:
+        self._stopping = True
         if self._writer is not None:
             self._queue.put(_STOP)
             self._writer.join(timeout=30)
             self._writer = None
         self._readers.shutdown(wait=True)
-        if not self.db.is_closed():
-            self.db.close()
+        self._reset_connection()
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _raw_conn(self) -> Any:
+        """This thread's driver connection, without opening one (peewee keeps it per thread)."""
+        state = getattr(self.db, "_state", None)
+        return getattr(state, "conn", None)
+
+    def _is_lost(self, exc: BaseException) -> bool:
+        # A connection that could not even be opened leaves the thread without one.
+        return connection_lost(exc, self._raw_conn()) or (
+            self.tx.pg and isinstance(exc, (pw.OperationalError, pw.InterfaceError)) and self.db.is_closed()
+        )
+
+    def _lost(self, kind: str, exc: BaseException) -> None:
+        self.stats.error("connection_lost")
+        self.stats.reconnect(kind)
+        log.warning("store connection (%s) lost: %s; reconnecting", kind, str(exc).strip().splitlines()[0][:200])
+        loop, hook = self._loop, self.on_lost
+        if loop is not None and hook is not None:
+            try:
+                loop.call_soon_threadsafe(hook, kind, exc)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def _reset_connection(self) -> None:
+        try:
+            if not self.db.is_closed():
+                self.db.close()
+        except Exception:  # noqa: BLE001 - the connection is being replaced anyway
+            self.db.dispose()
+
+    async def ping(self) -> None:
+        """One read and one write round trip (each on its own connection), within the deadline."""
+        await self.read(_ping)
+        await self.write(_ping)
 
     # -- reads --------------------------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a read function fn(tx, *args) on a reader thread."""
+        """Run a read function fn(tx, *args) on a reader thread, within the deadline."""
         loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.timeout
         try:
-            return await loop.run_in_executor(self._readers, self._read_call, fn, args)
-        except pw.DatabaseError as exc:
-            raise StoreUnavailable(f"the store could not be read ({type(exc).__name__}: {exc})") from exc
+            return await loop.run_in_executor(self._readers, self._read_call, fn, args, deadline)
+        except (pw.DatabaseError, pw.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(
+                f"the store could not be read ({type(exc).__name__}: {str(exc).strip()[:200]}); retry later"
+            ) from exc
 
-    def _read_call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        try:
-            return fn(self.tx, *args)
-        except pw.InterfaceError:
-            # A dropped connection (PostgreSQL restart): reconnect once.
-            if not self.db.is_closed():
-                self.db.close()
-            return fn(self.tx, *args)
+    def _read_call(self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float) -> T:
+        delay = 0.05
+        while True:
+            try:
+                return fn(self.tx, *args)
+            except (pw.DatabaseError, pw.InterfaceError) as exc:
+                if not self._is_lost(exc):
+                    self.stats.error(error_kind(exc))
+                    raise
+                self._lost("reader", exc)
+                self._reset_connection()
+                if self._stopping or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """For start-up and command-line tools (not on the event loop)."""
@@ -249,20 +451,27 @@ class Database:
     def write(
         self, fn: Callable[..., T], *args: Any, on_commit: Callable[[T], None] | None = None
     ) -> asyncio.Future[T]:
-        """Queue a write; the future resolves after the transaction holding it committed."""
+        """Queue a write; the future resolves after the transaction holding it committed, or fails
+        with UNAVAILABLE when that did not happen within the deadline."""
         assert self._loop is not None, "Database.start() was not called"
         fut: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Op(fn, args, fut, on_commit))
+        self._queue.put(_Op(fn, args, fut, on_commit, time.monotonic() + self.timeout))
         return fut
+
+    def announce_presence(self, online: Sequence[str], offline: Sequence[str]) -> asyncio.Future[None]:
+        """Tell other replicas which agents are connected here (in notifications cut by size)."""
+        return self.write(_presence, list(online), list(offline))
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:
         """One transaction. SQLite takes the write lock up front (IMMEDIATE) so a writer in another
         process (the CLI) makes this wait instead of failing mid-way. The original error is kept
         even when the database already rolled back by itself (SQLITE_FULL does)."""
+        self._committing = False
         self.tx.exec("BEGIN IMMEDIATE" if isinstance(self.db, pw.SqliteDatabase) else "BEGIN")
         try:
             yield
+            self._committing = True
             self.tx.exec("COMMIT")
         except BaseException:
             try:
@@ -296,32 +505,70 @@ class Database:
                 pass
             if stop:
                 break
-        if not self.db.is_closed():
-            self.db.close()
+        self._reset_connection()
 
-    def _apply(self, batch: list[_Op], attempt: int = 0) -> list[tuple[bool, Any]]:
-        try:
-            results = self._apply_in_one(batch)
-            self.commits += 1
-            self.committed_ops += sum(1 for ok, _ in results if ok)
-            return results
-        except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
-            if retryable(exc):
-                # Two replicas took row locks in different orders; PostgreSQL chose this one.
+    def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """Commit a batch in one transaction. A dead connection is replaced and the batch run again
+        while its deadline allows (unless COMMIT was already sent); a deadlock is retried; any
+        other failure is isolated to the op that caused it."""
+        results: list[tuple[bool, Any] | None] = [None] * len(batch)
+        delay, conflicts = 0.05, 0
+        while True:
+            now = time.monotonic()
+            for i, op in enumerate(batch):
+                if results[i] is None and op.deadline <= now:
+                    self.stats.error("deadline")
+                    results[i] = (False, _timed_out(self.timeout))
+            pending = [i for i, r in enumerate(results) if r is None]
+            if not pending:
+                break
+            ops_ = [batch[i] for i in pending]
+            try:
+                out = self._apply_in_one(ops_)
+            except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
+                lost = self._is_lost(exc)
+                committing = self._committing
                 self._reset_connection()
-                if attempt < 3:
-                    return self._apply(batch, attempt + 1)
-            if len(batch) == 1:
-                log.warning("store write failed: %s: %s", type(exc).__name__, exc)
-                self._reset_connection()
-                return [(False, _store_error(exc))]
-            # Isolate: one bad op (or a failing commit) must not take the others down.
-            self._reset_connection()
-            return [r for op in batch for r in self._apply([op])]
+                if lost:
+                    self._lost("writer", exc)
+                    if committing:
+                        for i in pending:
+                            results[i] = (False, _in_doubt())
+                        break
+                    if self._stopping:
+                        for i in pending:
+                            results[i] = (False, _store_error(exc))
+                        break
+                    time.sleep(min(delay, max(0.0, min(op.deadline for op in ops_) - time.monotonic())))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                if retryable(exc) and conflicts < 3:
+                    # Two replicas took row locks in different orders; PostgreSQL chose this one.
+                    conflicts += 1
+                    self.stats.error("conflict")
+                    continue
+                if len(ops_) == 1:
+                    self.stats.error(error_kind(exc))
+                    log.warning("store write failed: %s: %s", type(exc).__name__, str(exc).strip()[:300])
+                    results[pending[0]] = (False, _store_error(exc))
+                    break
+                # Isolate: one bad op (or a failing commit) must not take the others down.
+                for i in pending:
+                    results[i] = self._apply([batch[i]])[0]
+                break
+            else:
+                self.commits += 1
+                self.committed_ops += sum(1 for ok, _ in out if ok)
+                self.stats.wrote(getattr(op.fn, "__name__", "op") for op, (ok, _) in zip(ops_, out, strict=True) if ok)
+                for i, r in zip(pending, out, strict=True):
+                    results[i] = r
+                break
+        return [r for r in results if r is not None]
 
     def _apply_in_one(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         self.tx.changes = changes = Changes()
+        started = time.perf_counter()
         with self._atomic():
             for op in batch:
                 try:
@@ -329,16 +576,30 @@ class Database:
                 except AgentnetError as exc:
                     results.append((False, exc))
             if self.replica is not None:
-                for payload in changes.payloads(self.replica):
-                    self.tx.exec("SELECT pg_notify('agentnet', ?)", (payload,))
+                self._notify(changes)
+        if self.on_commit_time is not None:
+            self.on_commit_time(time.perf_counter() - started)
         return results
 
-    def _reset_connection(self) -> None:
+    def _notify(self, changes: Changes) -> None:
+        """pg_notify inside a savepoint: a notification that fails never aborts the commit; the
+        other replicas are then told to resynchronise instead."""
+        assert self.replica is not None
+        payloads = changes.payloads(self.replica)
+        if not payloads:
+            return
+        self.tx.exec("SAVEPOINT agentnet_notify")
         try:
-            if not self.db.is_closed():
-                self.db.close()
-        except Exception:  # noqa: BLE001 - the connection is being replaced anyway
-            pass
+            for payload in payloads:
+                self.tx.exec("SELECT pg_notify('agentnet', ?)", (payload,))
+            self.tx.exec("RELEASE SAVEPOINT agentnet_notify")
+        except pw.DatabaseError as exc:
+            if self._is_lost(exc):
+                raise
+            self.stats.error("notify")
+            log.warning("could not notify other replicas (%s); asking them to resynchronise", exc)
+            self.tx.exec("ROLLBACK TO SAVEPOINT agentnet_notify")
+            self.tx.exec("SELECT pg_notify('agentnet', ?)", (_encode({"r": self.replica, "resync": True}),))
 
     def _complete(self, batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
         for op, (ok, value) in zip(batch, results, strict=True):
@@ -353,3 +614,18 @@ class Database:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
+
+
+def _timed_out(timeout: float) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the store did not take this write within {timeout:g} s; nothing was committed, retry",
+        reason="STORE_TIMEOUT",
+    )
+
+
+def _in_doubt() -> StoreUnavailable:
+    return StoreUnavailable(
+        "the connection to the store broke while committing; retry with the same ids "
+        "(a send that was stored is answered as a duplicate of the original)",
+        reason="STORE_UNAVAILABLE",
+    )
