@@ -302,6 +302,12 @@ class App:
         await self.health.set("", state)
         await self.health.set(SERVICE.full_name, state)
 
+    def _listener_lost(self, kind: str, exc: BaseException) -> None:
+        assert self.db is not None
+        self.db.stats.error("connection_lost")
+        self.db.stats.reconnect(kind)
+        self.readiness.lost(kind, exc)
+
     def _listening(self) -> bool:
         listener = getattr(self, "listener", None)
         return listener is None or listener.ready.is_set()
@@ -343,7 +349,7 @@ class App:
             replica,
             asyncio.get_running_loop(),
             deliver,
-            on_lost=self.readiness.lost,
+            on_lost=self._listener_lost,
             on_lag=self.metrics.notify_lag_seconds.observe,
             connect_timeout=self.settings.store_timeout,
         )

@@ -1,0 +1,226 @@
+"""Replicas that survive their database (docs/deploy.md): every store connection that dies is
+replaced, the replica stops serving until it has resynchronised, and no acknowledged message is
+lost or delivered twice. Faults are real: backends terminated on the shared PostgreSQL (only
+this test's own database), and a private PostgreSQL cluster stopped and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Clients, ServerProc, collect, postgres_url, until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.fault]
+
+
+def http_status(srv: ServerProc, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.health_port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def terminate(base: str, database: str, srv: ServerProc, kind: str) -> int:
+    """pg_terminate_backend of one replica's connections of one kind (writer, read, listen)."""
+    import psycopg
+
+    assert srv.proc is not None
+    pattern = f"agentnet[{srv.proc.pid}] agentnet-{kind}%"
+    with psycopg.connect(base, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
+            (database, pattern),
+        ).fetchall()
+    return sum(1 for (ok,) in rows if ok)
+
+
+async def steady_sends(client: Any, group: str, n: int, acked: list[int], pause: float = 0.01) -> None:
+    for i in range(n):
+        ack = await asyncio.wait_for(client.send(f"{group} {i}", group_id=group), 60)
+        acked.append(ack.seq)
+        await asyncio.sleep(pause)
+
+
+async def exactly_once(client: Any, conv: str, acked: list[int]) -> None:
+    """The client saw every acknowledged seq of the conversation once, in order, and nothing else."""
+    got = await collect(client, "message", len(acked), conv=conv, timeout=30)
+    assert [m.seq for m in got] == sorted(acked)
+    assert sorted(acked) == list(range(min(acked), min(acked) + len(acked)))
+    with pytest.raises(AssertionError):
+        await collect(client, "message", 1, conv=conv, timeout=0.5)
+
+
+async def test_terminated_connections_of_each_kind_lose_nothing(make_server: Any, pg_database: str) -> None:
+    base = postgres_url()
+    assert base is not None
+    database = pg_database.rsplit("/", 1)[1]
+    one, two = make_server(db=pg_database), make_server(db=pg_database)
+    cs = Clients(one.certs, one, one.workdir)
+    try:
+        lao = await cs.live("laoxing-vps", "laoxing", addr=one.addr)
+        xiao = await cs.live("xiaoxing-mac", "xiaoxing", addr=two.addr)
+        jin = await cs.live("xiaojin-mini", "xiaojin", addr=one.addr)
+        await lao.join("ops", create=True)
+        await xiao.join("ops")
+        await jin.join("ops")
+        acked: list[int] = []
+        # Each kind of connection of the receiving replica, then the sending replica's writer.
+        for srv, kind in ((two, "listen"), (two, "read"), (two, "writer"), (one, "writer"), (one, "read")):
+            load = asyncio.create_task(steady_sends(lao, "ops", 25, acked))
+            await asyncio.sleep(0.15)
+            if kind != "read":  # readers connect on demand; the load has started them by now
+                assert terminate(base, database, srv, kind) >= 1, kind
+            else:
+                terminate(base, database, srv, kind)
+            await load
+        await exactly_once(xiao, "group:ops", acked)
+        await exactly_once(jin, "group:ops", acked)
+        for srv in (one, two):
+            await until(lambda s=srv: http_status(s, "/readyz")[0] == 200, timeout=15)
+        status, text = http_status(two, "/metrics")
+        assert status == 200
+        for kind in ("listen", "reader", "writer"):
+            assert f'agentnet_store_reconnects_total{{connection="{kind}"}}' in text, kind
+        assert "agentnet_resyncs_total" in text
+    finally:
+        await cs.close_all()
+
+
+# -- a private PostgreSQL cluster that the test may stop and start ---------------------------
+
+
+def _pg_bindir() -> pathlib.Path | None:
+    for candidate in sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """initdb + pg_ctl on a free port in a temporary folder; as root, run as the postgres user."""
+
+    def __init__(self, bindir: pathlib.Path) -> None:
+        self.bindir = bindir
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="agentnet-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+
+    def run(self, *args: str) -> None:
+        subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        self.run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self.run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self.run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"agentnet_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[Cluster]:
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    cluster = Cluster(bindir)
+    cluster.init()
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+async def grpc_health(srv: ServerProc, device_dir: pathlib.Path) -> str:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from agentnet_client.device import load_device, secure_channel
+
+    channel = secure_channel(srv.addr, load_device(device_dir))
+    try:
+        resp = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+    finally:
+        await channel.close()
+
+
+async def test_replicas_recover_from_a_postgresql_restart_under_load(make_server: Any, private_pg: Cluster) -> None:
+    url = private_pg.new_database()
+    one, two = make_server(db=url), make_server(db=url)
+    cs = Clients(one.certs, one, one.workdir)
+    try:
+        lao = await cs.live("laoxing-vps", "laoxing", addr=one.addr)
+        xiao = await cs.live("xiaoxing-mac", "xiaoxing", addr=two.addr)
+        jin = await cs.live("xiaojin-mini", "xiaojin", addr=one.addr)
+        await lao.join("ops", create=True)
+        await xiao.join("ops")
+        await jin.join("ops")
+        assert await grpc_health(two, cs.device_dir("d4")) == "SERVING"
+        acked: list[int] = []
+        load = asyncio.create_task(steady_sends(lao, "ops", 80, acked, pause=0.02))
+        await until(lambda: len(acked) >= 20, timeout=20)
+        private_pg.stop("fast")
+        try:
+            for srv in (one, two):
+                await until(lambda s=srv: http_status(s, "/readyz")[0] == 503, timeout=10)
+            assert "not ready" in http_status(two, "/readyz")[1]
+            assert await grpc_health(two, cs.device_dir("d4")) == "NOT_SERVING"
+            assert http_status(two, "/healthz")[0] == 200  # alive, only not ready
+            await asyncio.sleep(1.5)
+        finally:
+            private_pg.start()
+        for srv in (one, two):
+            await until(lambda s=srv: http_status(s, "/readyz")[0] == 200, timeout=20)
+        assert await grpc_health(two, cs.device_dir("d4")) == "SERVING"
+        await load
+        await exactly_once(xiao, "group:ops", acked)
+        await exactly_once(jin, "group:ops", acked)
+        for srv in (one, two):
+            assert srv.proc is not None and srv.proc.poll() is None  # recovered without a restart
+        text = http_status(one, "/metrics")[1]
+        assert 'agentnet_store_errors_total{kind="connection_lost"}' in text
+    finally:
+        await cs.close_all()
