@@ -263,6 +263,7 @@ class Bench:
             f"sqlite:///{self.tmp / (name + '.db')}",
             sqlite_synchronous="FULL",
             http_addr="off",
+            health_addr="off",
             log_level="WARNING",
             max_agents_per_device=0,
             max_sessions_per_device=0,
