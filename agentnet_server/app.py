@@ -153,6 +153,7 @@ class App:
     async def _abort(self) -> None:
         for step in (
             lambda: self.http.stop() if self.http is not None else None,
+            lambda: self.health_server.stop() if self.health_server is not None else None,
             lambda: self.server.stop(0) if self.server is not None else None,
             lambda: self.hub.stop() if getattr(self, "hub", None) is not None else None,
         ):
@@ -292,8 +293,13 @@ class App:
         addr = self.settings.health_addr.strip()
         if not addr or addr.lower() == "off":
             return None
-        self.health_server = HealthServer(self.readiness, self.metrics.render)
-        return await self.health_server.start(addr)
+        server = HealthServer(self.readiness, self.metrics.render)
+        try:
+            port = await server.start(addr)
+        except (OSError, ValueError) as exc:
+            raise StartupError(listen_problem(addr, "--health-addr", exc)) from exc
+        self.health_server = server
+        return port
 
     async def _set_serving(self, serving: bool) -> None:
         if self.health is None:

@@ -141,9 +141,9 @@ class HealthServer:
         site = web.TCPSite(runner, host, port, reuse_port=False)
         try:
             await site.start()
-        except OSError as exc:
+        except OSError:
             await runner.cleanup()
-            raise OSError(f"could not listen on {addr} for health and metrics: {exc.strerror or exc}") from None
+            raise
         bound = int(runner.addresses[0][1])
         log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, bound)
         return bound
