@@ -33,6 +33,7 @@ from .rpc.session import SessionService, parse_client_event, passthrough, read_m
 from .startup import StartupError, database_problem, listen_problem
 from .store import ops
 from .store.db import Database
+from .tlsreload import ServerTls
 
 log = logging.getLogger("agentnet.server")
 
@@ -173,7 +174,9 @@ class App:
 
     async def _start(self) -> Bound:
         s = self.settings
-        creds = auth.server_credentials(self.certs)
+        # Reloadable on SIGHUP (tlsreload); checks key permissions and the chain like auth.server_credentials.
+        self.tls = ServerTls(self.certs)
+        creds = self.tls.grpc_credentials()
         try:
             self.db = db = Database(
                 s.db,
@@ -274,7 +277,7 @@ class App:
         gateway = Gateway(
             unary=self.servicer,
             admit=admit,
-            tls=ssl_context(self.certs),
+            tls=self.tls.rest(ssl_context(self.certs)),
             max_body=self.settings.max_message_bytes,
             shutdown_grace=self.settings.shutdown_grace,
             events=EventStream(self.net.acting_agent, self.sessions, self.settings.heartbeat_interval),

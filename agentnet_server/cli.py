@@ -22,27 +22,55 @@ from typing import Any
 from . import config, pki
 from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
 from .errors import AgentnetError
+from .startup import redact
 
 
-def _log_setup(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _log_setup(level: str, fmt: str = "text") -> None:
+    from .logs import setup
+
+    setup(level, fmt)
 
 
-def _settings(ns: argparse.Namespace, **extra: Any) -> config.Settings:
-    return config.from_env(
+def _loaded(ns: argparse.Namespace, **extra: Any) -> config.Loaded:
+    """Defaults < config file < AGENTNET_* < flags (config.load)."""
+    return config.load(
+        getattr(ns, "config", None),
         grpc_addr=getattr(ns, "grpc_addr", None),
         http_addr=getattr(ns, "http_addr", None),
         health_addr=getattr(ns, "health_addr", None),
         db=getattr(ns, "db", None),
         certs=pathlib.Path(ns.certs) if getattr(ns, "certs", None) else None,
+        data_dir=pathlib.Path(ns.data_dir) if getattr(ns, "data_dir", None) else None,
         heartbeat_interval=getattr(ns, "heartbeat", None),
         log_level=getattr(ns, "log_level", None),
+        log_format=getattr(ns, "log_format", None),
         **extra,
     )
+
+
+def _audit(settings: config.Settings, action: str, **fields: Any) -> None:
+    """An admin action into the audit log (not on the terminal)."""
+    from .logs import audit, audit_to
+
+    audit_to(settings.audit_log, echo=False)
+    audit(action, os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator", **fields)
+
+
+def _settings(ns: argparse.Namespace, **extra: Any) -> config.Settings:
+    return _loaded(ns, **extra).settings
+
+
+def _existing_db(settings: config.Settings) -> Any:
+    """The store of a server that has run here: a missing SQLite file is an error, not a new empty database."""
+    from .store.db import Database
+
+    path = config.sqlite_path(settings.db)
+    if path is not None and not path.exists():
+        raise ValueError(
+            f"no database at {path}; run this where the server runs, or pass --data-dir, --db or --config "
+            "(`agentnet-server config` shows what this command would use)"
+        )
+    return Database(settings.db, settings.sqlite_synchronous, readers=1)
 
 
 # -- serve --------------------------------------------------------------------------------------
@@ -54,11 +82,73 @@ def _write_ready(path: str, line: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _reload_tls(app: Any) -> None:
+    """SIGHUP: new connections get the certificate now in the certs folder; open ones keep theirs."""
+    log = logging.getLogger("agentnet.server")
+    try:
+        cert = app.tls.reload()
+    except (pki.PkiError, OSError) as exc:
+        log.error("SIGHUP: kept the current server certificate: %s", exc)
+        return
+    log.info(
+        "SIGHUP: reloaded the server certificate (names %s; valid until %s)",
+        ", ".join(pki.server_hosts(cert)),
+        cert.not_valid_after_utc.strftime("%Y-%m-%d"),
+    )
+
+
+EXPIRY_CHECK_INTERVAL = 86400.0
+
+
+async def _watch_expiry(app: Any, settings: config.Settings) -> None:
+    """At start and once a day: warn about server and device certificates that expire soon."""
+    from .store import ops
+
+    log = logging.getLogger("agentnet.server")
+    horizon = settings.cert_warning_days
+    while horizon > 0:
+        left = app.tls.days_left()
+        if left < horizon:
+            log.warning(
+                "the server certificate expires in %.0f days (%s): run `agentnet-server certs` (it renews a "
+                "certificate that expires within 30 days) and send the server SIGHUP",
+                left,
+                app.tls.cert.not_valid_after_utc.strftime("%Y-%m-%d"),
+            )
+        try:
+            devices = await app.db.read(ops.devices_all)
+        except Exception as exc:  # noqa: BLE001 - the store may be briefly down; try again tomorrow
+            log.warning("could not check device certificate expiry: %s", exc)
+            devices = []
+        now_us = dt.datetime.now(dt.UTC).timestamp() * 1e6
+        for d in devices:
+            current = d.certs[-1] if d.certs else None
+            if d.revoked_at or current is None or current.revoked_at or not current.not_after:
+                continue
+            days = (current.not_after - now_us) / 86_400e6
+            if days < horizon:
+                state = "expired" if days <= 0 else f"expires in {days:.0f} days"
+                log.warning(
+                    "device %s: its certificate %s (%s); re-enroll it: agentnet-server certs --device %s --force",
+                    d.id,
+                    state,
+                    _fmt_time(current.not_after),
+                    d.id,
+                )
+        await asyncio.sleep(EXPIRY_CHECK_INTERVAL)
+
+
 async def _serve(settings: config.Settings, ready_file: str | None) -> int:
     from .app import App
 
     app = App(settings)
+    db_file = config.sqlite_path(settings.db)
+    new_db = db_file is not None and not db_file.exists()
     bound = await app.start()
+    log = logging.getLogger("agentnet.server")
+    if new_db:
+        log.warning("there was no database at %s: started a new, empty one", db_file)
+    log.info("database %s; certificates %s; audit log %s", redact(settings.db), settings.certs, settings.audit_log)
     host = settings.grpc_addr.rsplit(":", 1)[0]
     line = {"grpc": f"{host}:{bound.grpc_port}", "http": None, "pid": os.getpid()}
     if bound.http_port:
@@ -75,7 +165,10 @@ async def _serve(settings: config.Settings, ready_file: str | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, app)
+    watch = asyncio.create_task(_watch_expiry(app, settings))
     await stop.wait()
+    watch.cancel()
     logging.getLogger("agentnet.server").info("shutting down (grace %.1f s)", settings.shutdown_grace)
     await app.stop()
     return 0
@@ -109,7 +202,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         if getattr(ns, name, None) is not None:
             overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
-    _log_setup(settings.log_level)
+    _log_setup(settings.log_level, settings.log_format)
+    from .logs import audit_to
+
+    audit_to(settings.audit_log)
     return asyncio.run(_serve(settings, ns.ready_file))
 
 
@@ -160,6 +256,7 @@ def cmd_certs(ns: argparse.Namespace) -> int:
             return 1
         bundle = pki.issue_device(certs, ns.device, ns.days)
         _record_enrollment(settings, bundle.cert)
+        _audit(settings, "device.enroll", device=ns.device, fingerprint=bundle.fingerprint[:16], renewed=ns.force)
         print(f"device  {bundle.folder}/ (cert.pem, key.pem 0600, ca.pem)  fingerprint {bundle.fingerprint[:16]}…")
         print("        copy that folder to the device and set AGENTNET_DEVICE_DIR to it")
     return 0
@@ -178,6 +275,7 @@ def cmd_enroll(ns: argparse.Namespace) -> int:
     out = pathlib.Path(ns.out) if ns.out else certs.device_dir(device_id)
     pki.write_device_folder(out, cert, pki.load_cert(certs.ca_cert), None)
     _record_enrollment(settings, cert)
+    _audit(settings, "device.enroll", device=device_id, fingerprint=pki.fingerprint(cert)[:16], csr=True)
     print(
         f"signed {device_id!r}: {out}/cert.pem and ca.pem (fingerprint {pki.fingerprint(cert)[:16]}…); "
         "send both back to the device"
@@ -193,10 +291,9 @@ def _fmt_time(us: int | None) -> str:
 
 def cmd_devices(ns: argparse.Namespace) -> int:
     from .store import ops
-    from .store.db import Database
 
     settings = _settings(ns)
-    db = Database(settings.db, settings.sqlite_synchronous, readers=1)
+    db = _existing_db(settings)
     try:
         db.migrate()
         devices = db.read_sync(ops.devices_all)
@@ -242,13 +339,13 @@ def cmd_devices(ns: argparse.Namespace) -> int:
 
 def cmd_revoke(ns: argparse.Namespace) -> int:
     from .store import ops
-    from .store.db import Database
 
     settings = _settings(ns)
-    db = Database(settings.db, settings.sqlite_synchronous, readers=1)
+    db = _existing_db(settings)
     try:
         db.migrate()
         n = db.write_sync(ops.revoke_device, ns.device)
+        _audit(settings, "device.revoke", device=ns.device, certificates=n)
     except AgentnetError as exc:
         print(f"agentnet-server revoke: {exc.message}", file=sys.stderr)
         return 1
@@ -270,11 +367,31 @@ def _version() -> str:
         return "unknown"
 
 
+def cmd_config(ns: argparse.Namespace) -> int:
+    """Print the effective settings as TOML, with where each value came from."""
+    loaded = _loaded(ns)
+    if ns.json:
+        values = {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(loaded.settings).items()}
+        from .startup import redact
+
+        values["db"] = redact(values["db"])
+        print(json.dumps({"settings": values, "sources": loaded.sources}, indent=2, ensure_ascii=False))
+    else:
+        print(config.describe(loaded), end="")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 
 def _common(p: argparse.ArgumentParser, db: bool = True) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--config", help="TOML config file (env AGENTNET_CONFIG; `agentnet-server config` prints one)")
+    p.add_argument(
+        "--data-dir",
+        help="one folder for the database (agentnet.db) and certificates (certs/) (env AGENTNET_DATA_DIR; "
+        "default: var/agentnet.db and certs/ in the current folder)",
+    )
     p.add_argument("--certs", help=f"certificates folder (default {config.DEFAULT_CERTS}, env AGENTNET_CERTS)")
     if db:
         p.add_argument("--db", help=f"store URL (default {config.DEFAULT_DB}, env AGENTNET_DB)")
@@ -327,6 +444,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prune-interval", type=positive_float, help="seconds between retention runs (default 3600)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"], help="text (default) or one JSON object per line")
     p.add_argument("--ready-file", help="write the bound addresses as JSON here once serving")
     p.set_defaults(fn=cmd_serve)
 
@@ -352,6 +470,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_devices)
 
+    p = sub.add_parser("config", help="print the effective settings (defaults < config file < env < flags) as TOML")
+    _common(p)
+    p.add_argument("--grpc-addr")
+    p.add_argument("--http-addr")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_config)
+
     p = sub.add_parser("revoke", help="revoke a device: refused from now on, live sessions end within seconds")
     _common(p)
     p.add_argument("device")
@@ -361,6 +486,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     import argcomplete
+
+    # Databases, keys, audit logs and backups are for the server's user only.
+    os.umask(0o077)
 
     ap = parser()
     argcomplete.autocomplete(ap)

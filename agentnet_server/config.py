@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,6 +73,16 @@ class Settings:
     keepalive_timeout: float = 5.0
     max_message_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    # "text" (one line per record) or "json" (one JSON object per line, for log collectors).
+    log_format: str = "text"
+    # One folder for the database, certificates and caches; db and certs default to
+    # <data_dir>/agentnet.db and <data_dir>/certs when it is set.
+    data_dir: pathlib.Path | None = None
+    # Warn this many days before the server's or a device's certificate expires.
+    cert_warning_days: float = 30.0
+    # Audit records (admin and membership actions) as JSON lines; default <data_dir>/audit.log or
+    # next to the SQLite database; none on PostgreSQL unless set (they are in the log stream too).
+    audit_log: pathlib.Path | None = None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -111,6 +123,10 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.sqlite_synchronous!r}")
         from .startup import split_addr
@@ -122,32 +138,159 @@ class Settings:
             raise ValueError(f"db must be sqlite:///path or postgresql://..., got {self.db!r}")
 
 
-_ENV: Mapping[str, tuple[str, type]] = {
-    "AGENTNET_GRPC_ADDR": ("grpc_addr", str),
-    "AGENTNET_HTTP_ADDR": ("http_addr", str),
-    "AGENTNET_HEALTH_ADDR": ("health_addr", str),
-    "AGENTNET_STORE_TIMEOUT": ("store_timeout", float),
-    "AGENTNET_DB": ("db", str),
-    "AGENTNET_CERTS": ("certs", pathlib.Path),
-    "AGENTNET_HEARTBEAT_INTERVAL": ("heartbeat_interval", float),
-    "AGENTNET_LOG_LEVEL": ("log_level", str),
-    "AGENTNET_RETENTION_DAYS": ("retention_days", float),
-}
+DEFAULTS = Settings()
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+PATHS = ("certs", "data_dir", "audit_log")
+
+
+def env_var(field: str) -> str:
+    """Every setting has an environment variable: AGENTNET_ and its name in capitals."""
+    return "AGENTNET_" + field.upper()
+
+
+def _convert(field: str, raw: Any, where: str) -> Any:
+    """A value from TOML or the environment as the setting's type; ValueError naming `where`."""
+    if field in PATHS:
+        return pathlib.Path(str(raw)).expanduser()
+    kind = type(getattr(DEFAULTS, field))
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{where}={raw!r} is not true or false")
+    if kind in (int, float) and isinstance(raw, bool):
+        raise ValueError(f"{where}={raw!r} is not a number")
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def _sqlite_file(url: str) -> str | None:
+    if not url.startswith("sqlite:"):
+        return None
+    path = url.removeprefix("sqlite://").removeprefix("/")
+    return "/" + path.lstrip("/") if url.startswith("sqlite:////") else path
+
+
+def sqlite_path(url: str) -> pathlib.Path | None:
+    """The file of a sqlite:/// URL (None for PostgreSQL)."""
+    path = _sqlite_file(url)
+    return pathlib.Path(path) if path else None
+
+
+def _absolute_db(url: str, base: pathlib.Path) -> str:
+    path = _sqlite_file(url)
+    if not path or path == ":memory:":
+        return url
+    return "sqlite:///" + str((base / path).resolve())
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """The effective settings and where each one came from (default, config file, env, flag)."""
+
+    settings: Settings
+    sources: dict[str, str]
+
+
+def read_file(path: pathlib.Path) -> dict[str, Any]:
+    """A TOML config file: top-level keys are setting names (see `agentnet-server config`)."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; `agentnet-server config` lists them all"
+        )
+    base = path.resolve().parent
+    values = {k: _convert(k, v, f"{path}: {k}") for k, v in data.items()}
+    for key in PATHS:
+        if key in values and not values[key].is_absolute():
+            values[key] = base / values[key]
+    if "db" in values:
+        values["db"] = _absolute_db(values["db"], base)
+    return values
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Loaded:
+    """Defaults, then the TOML config file (--config / AGENTNET_CONFIG), then AGENTNET_* variables,
+    then flags; relative paths made absolute; validated."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config_file = config_file or environ.get("AGENTNET_CONFIG") or None
+    if config_file:
+        path = pathlib.Path(config_file)
+        for key, value in read_file(path).items():
+            values[key], sources[key] = value, f"config {path}"
+    for field in FIELDS:
+        var = env_var(field)
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        values[field], sources[field] = _convert(field, raw, var), f"env {var}"
+    for key, value in overrides.items():
+        if value is not None:
+            values[key], sources[key] = value, "flag"
+    cwd = pathlib.Path.cwd()
+    data_dir = values.get("data_dir")
+    if data_dir is not None:
+        data_dir = values["data_dir"] = (cwd / pathlib.Path(data_dir).expanduser()).resolve()
+        if "db" not in values:
+            values["db"], sources["db"] = f"sqlite:///{data_dir / 'agentnet.db'}", "data_dir"
+        if "certs" not in values:
+            values["certs"], sources["certs"] = data_dir / "certs", "data_dir"
+    values["certs"] = (cwd / pathlib.Path(values.get("certs", DEFAULT_CERTS)).expanduser()).resolve()
+    values["db"] = _absolute_db(values.get("db", DEFAULT_DB), cwd)
+    if values.get("audit_log") is not None:
+        values["audit_log"] = (cwd / values["audit_log"]).resolve()
+    elif data_dir is not None:
+        values["audit_log"], sources["audit_log"] = data_dir / "audit.log", "data_dir"
+    elif sqlite_path(values["db"]) is not None:
+        db_file = sqlite_path(values["db"])
+        assert db_file is not None
+        values["audit_log"], sources["audit_log"] = db_file.parent / "audit.log", "next to the database"
+    settings = Settings(**values)
+    settings.validate()
+    return Loaded(settings, {f: sources.get(f, "default") for f in FIELDS})
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Defaults, then AGENTNET_* variables, then explicit overrides (flags); validated."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for var, (field, kind) in _ENV.items():
-        raw = environ.get(var)
-        if raw is None or raw == "":
+    return load(None, environ, **overrides).settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def describe(loaded: Loaded) -> str:
+    """The effective settings as a TOML file, each line saying where its value came from."""
+    lines = ["# agentnet-server: effective settings (a valid config file; see docs/operations.md)"]
+    for field in FIELDS:
+        value = getattr(loaded.settings, field)
+        source = loaded.sources[field]
+        if field == "db":
+            from .startup import redact
+
+            value = redact(value)
+        if value is None:
+            lines.append(f"# {field} = (not set)  # {env_var(field)}")
             continue
-        try:
-            values[field] = kind(raw)
-        except ValueError as exc:
-            raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    settings = Settings(**values)
-    settings.validate()
-    return settings
+        lines.append(f"{field} = {_toml_value(value)}  # {source}; env {env_var(field)}")
+    return "\n".join(lines) + "\n"

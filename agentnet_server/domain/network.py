@@ -20,6 +20,7 @@ from cryptography import x509
 from ..config import Settings
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..hub import FEED, MESSAGE, Envelope, Hub
+from ..logs import audit
 from ..records import (
     GROUP_PREFIX,
     INBOX_PREFIX,
@@ -186,6 +187,7 @@ class Network:
             self.settings.max_agents_per_device,
             on_commit=lambda r: self._cache_agent(r[0]),
         )
+        audit("agent.register" if created else "agent.update", agent_id, device=device)
         return rec, created
 
     async def authorize_device(self, owner_device: str, agent_id: str, device: str) -> AgentRec:
@@ -237,6 +239,7 @@ class Network:
 
         def done(r: tuple[GroupRec, MemberRec]) -> None:
             self._cache_join(group_id, r[1])
+            audit("group.create", agent_id, group=group_id)
 
         group, _ = await self.db.write(
             ops.create_group,
@@ -257,6 +260,8 @@ class Network:
 
         def done(r: tuple[GroupRec, MemberRec, bool]) -> None:
             self._cache_join(group_id, r[1])
+            if r[2]:
+                audit("group.join", agent_id, group=group_id)
 
         return await self.db.write(
             ops.join_group,
@@ -270,9 +275,13 @@ class Network:
 
     async def leave(self, agent_id: str, group_id: str) -> bool:
         self._check_group_id(group_id)
-        return await self.db.write(
-            ops.leave_group, agent_id, group_id, on_commit=lambda left: self._cache_leave(group_id, agent_id)
-        )
+
+        def done(left: bool) -> None:
+            self._cache_leave(group_id, agent_id)
+            if left:
+                audit("group.leave", agent_id, group=group_id)
+
+        return await self.db.write(ops.leave_group, agent_id, group_id, on_commit=done)
 
     async def group(self, group_id: str) -> GroupRec:
         self._check_group_id(group_id)
@@ -506,6 +515,15 @@ class Network:
         if result.duplicate:
             return
         msg = result.message
+        # Ids and sizes only: message text never goes to a log.
+        log.info(
+            "message %s #%d from %s (device %s, %d bytes)",
+            msg.conversation,
+            msg.seq,
+            msg.sender,
+            msg.sender_device,
+            len(msg.content.encode()),
+        )
         env = Envelope(MESSAGE, msg.conversation, msg.seq, msg)
         if msg.conversation.startswith(GROUP_PREFIX):
             self.hub.publish(env, self.members.get(msg.group_id, ()))

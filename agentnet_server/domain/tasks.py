@@ -14,6 +14,7 @@ either of them may add a note, and the assignee may update the result, without c
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -26,6 +27,7 @@ from . import signatures, validate
 from .network import Network, SignedFields
 
 S = TaskStatus
+log = logging.getLogger("agentnet.tasks")
 ASSIGNEE, CREATOR = "assignee", "creator"
 
 TRANSITIONS: dict[TaskStatus, dict[TaskStatus, str]] = {
@@ -100,6 +102,17 @@ class Tasks:
         return {("task", tid, v): ref for (tid, v), ref in found.items()}
 
     def _publish(self, c: TaskCommit) -> None:
+        ch = c.change
+        log.info(
+            "task %s v%d %s by %s: %s -> %s (assignee %s)",
+            c.task.id,
+            c.task.version,
+            "created" if ch.from_status == 0 else "changed",
+            ch.actor,
+            TaskStatus(ch.from_status).name.lower() if ch.from_status else "new",
+            TaskStatus(ch.to_status).name.lower() if ch.to_status else "-",
+            c.task.assignee,
+        )
         for item in c.feed:
             self.net.hub.publish(
                 Envelope(FEED, inbox_conv(item.agent), item.seq, (item, (c.task, c.change))), (item.agent,)
