@@ -17,7 +17,7 @@ import time
 from cryptography import x509
 
 from agentnet_server import pki
-from tests.conftest import ServerProc
+from agentnet_server.process import ServerProcess, serve_args
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -91,11 +91,16 @@ def test_logs_audit_expiry_warnings_and_sighup_reload(tmp_path: pathlib.Path) ->
         assert r.returncode == 0, r.stderr
     workdir = tmp_path / "srv"
     workdir.mkdir()
-    srv = ServerProc(certs, db, workdir, http_addr="127.0.0.1:0", log_format="json", log_level="DEBUG").start()
+    srv = ServerProcess(workdir / "server.log", workdir)
+    args = serve_args(
+        certs.root, db, http_addr="127.0.0.1:0", log_level="DEBUG", log_format="json", heartbeat=1.0, grace=1.0
+    )
+    info = srv.start(args, workdir / "ready.json")
+    grpc_port, http_port = int(info["grpc"].rsplit(":", 1)[1]), int(info["http"].rsplit(":", 1)[1])
     try:
         env = dict(
             os.environ,
-            AGENTNET_SERVER=srv.addr,
+            AGENTNET_SERVER=f"127.0.0.1:{grpc_port}",
             AGENTNET_DEVICE_DIR=str(certs.device_dir("ops-laptop")),
             AGENTNET_CACHE_DIR=str(tmp_path / "caches"),
         )
@@ -109,20 +114,19 @@ def test_logs_audit_expiry_warnings_and_sighup_reload(tmp_path: pathlib.Path) ->
             ["leave", "ops-room"],
         ):
             assert cli(env, *args).returncode == 0, args
-        assert _names_on(srv.port, certs.ca_cert, "h2") == ["localhost"]
+        assert _names_on(grpc_port, certs.ca_cert, "h2") == ["localhost"]
         pki.ensure_server(certs, ["reloaded.example.test"])  # re-issued with one more name
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "reloaded the server certificate" not in srv.logs() and time.monotonic() < deadline:
+        while "reloaded the server certificate" not in srv.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "reloaded.example.test" in _names_on(srv.port, certs.ca_cert, "h2")
-        assert srv.http_port is not None
-        assert "reloaded.example.test" in _names_on(srv.http_port, certs.ca_cert, "http/1.1")
+        assert "reloaded.example.test" in _names_on(grpc_port, certs.ca_cert, "h2")
+        assert "reloaded.example.test" in _names_on(http_port, certs.ca_cert, "http/1.1")
         assert cli(env, "agents").returncode == 0  # the server still serves, with the new certificate
     finally:
         srv.stop()
-    logs = srv.logs()
+    logs = srv.log.read_text()
     assert secret not in logs and "0451" not in logs  # not even at DEBUG
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     messages = [r["message"] for r in records]
