@@ -224,3 +224,42 @@ async def test_replicas_recover_from_a_postgresql_restart_under_load(make_server
         assert 'agentnet_store_errors_total{kind="connection_lost"}' in text
     finally:
         await cs.close_all()
+
+
+async def test_presence_of_300_agents_with_long_ids_reaches_the_other_replica(
+    make_server: Any, pg_database: str
+) -> None:
+    """300 agents with 64-character ids on one replica: every presence snapshot is larger than
+    PostgreSQL's 8000-byte NOTIFY limit, so it must be cut by size; the other replica sees all."""
+    flags = {"max_agents_per_device": 0, "max_sessions_per_device": 0, "events_per_second": 0}
+    one, two = make_server(db=pg_database, **flags), make_server(db=pg_database, **flags)
+    cs = Clients(one.certs, one, one.workdir)
+    try:
+        watcher = await cs.live("laoxing-vps", "watcher", addr=two.addr)
+        ids = [f"agent-{i:03d}-" + "x" * 54 for i in range(300)]
+        assert all(len(a) == 64 for a in ids)
+        for start in range(0, len(ids), 50):
+            await asyncio.gather(
+                *(
+                    cs.live(DEVICES_FOR_LOAD[i % 3], a, addr=one.addr, event_queue=0)
+                    for i, a in enumerate(ids[start : start + 50])
+                )
+            )
+
+        def online_on_two() -> int:
+            seen = watcher.session.presence if watcher.session else {}
+            return sum(1 for a in ids if seen.get(a))
+
+        await until(lambda: online_on_two() == len(ids), timeout=20)
+        # Snapshots keep them online past three heartbeat intervals (the other replica's expiry).
+        await asyncio.sleep(3.5)
+        assert online_on_two() == len(ids)
+        assert len({a.id for a in await watcher.list_agents(online_only=True)} & set(ids)) == len(ids)
+        assert "payload string too long" not in one.logs()
+        status, text = http_status(one, "/metrics")
+        assert 'agentnet_store_errors_total{kind="notify"}' not in text
+    finally:
+        await cs.close_all()
+
+
+DEVICES_FOR_LOAD = ("xiaoxing-mac", "xiaojin-mini", "d4")
