@@ -471,6 +471,7 @@ class Network:
             p.reply_to,
             p.auto_hops,
             on_commit=self._fan_out,
+            key=p.conv,
         )
         return fut, unresolved
 

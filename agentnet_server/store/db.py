@@ -167,7 +167,7 @@ class Tx:
 
 
 class _Op:
-    __slots__ = ("args", "deadline", "fn", "future", "on_commit")
+    __slots__ = ("args", "deadline", "fn", "future", "key", "on_commit")
 
     def __init__(
         self,
@@ -176,7 +176,9 @@ class _Op:
         future: asyncio.Future[Any],
         on_commit: Callable[[Any], None] | None,
         deadline: float,
+        key: str | None = None,
     ) -> None:
+        self.key = key
         self.fn = fn
         self.args = args
         self.future = future
@@ -332,6 +334,10 @@ class Database:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._committing = False
         self._stopping = False
+        self._current: _Op | None = None  # the op running in the writer (which one hit a lock)
+        # key (a conversation) -> until when its writes fail fast: another transaction holds its lock.
+        self._cooling: dict[str, float] = {}
+        self.cooldown = 2 * lock_timeout
         self.commits = 0
         self.committed_ops = 0
         self.stats = StoreStats()
@@ -449,13 +455,21 @@ class Database:
     # -- writes -------------------------------------------------------------------------
 
     def write(
-        self, fn: Callable[..., T], *args: Any, on_commit: Callable[[T], None] | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_commit: Callable[[T], None] | None = None,
+        key: str | None = None,
     ) -> asyncio.Future[T]:
         """Queue a write; the future resolves after the transaction holding it committed, or fails
-        with UNAVAILABLE when that did not happen within the deadline."""
+        with UNAVAILABLE when that did not happen within the deadline.
+
+        `key` names what the write locks (a conversation): when another transaction holds that
+        lock past lock_timeout, writes with the same key fail fast for a short cooldown instead
+        of making every other write wait behind them."""
         assert self._loop is not None, "Database.start() was not called"
         fut: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Op(fn, args, fut, on_commit, time.monotonic() + self.timeout))
+        self._queue.put(_Op(fn, args, fut, on_commit, time.monotonic() + self.timeout, key))
         return fut
 
     def announce_presence(self, online: Sequence[str], offline: Sequence[str]) -> asyncio.Future[None]:
@@ -515,10 +529,16 @@ class Database:
         delay, conflicts = 0.05, 0
         while True:
             now = time.monotonic()
+            cooling = self._cooling
             for i, op in enumerate(batch):
-                if results[i] is None and op.deadline <= now:
+                if results[i] is not None:
+                    continue
+                if op.deadline <= now:
                     self.stats.error("deadline")
                     results[i] = (False, _timed_out(self.timeout))
+                elif cooling and op.key is not None and cooling.get(op.key, 0.0) > now:
+                    self.stats.error("locked")
+                    results[i] = (False, _locked(op.key))
             pending = [i for i, r in enumerate(results) if r is None]
             if not pending:
                 break
@@ -528,6 +548,7 @@ class Database:
             except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
                 lost = self._is_lost(exc)
                 committing = self._committing
+                culprit, self._current = self._current, None
                 self._reset_connection()
                 if lost:
                     self._lost("writer", exc)
@@ -542,6 +563,17 @@ class Database:
                     time.sleep(min(delay, max(0.0, min(op.deadline for op in ops_) - time.monotonic())))
                     delay = min(delay * 2, 1.0)
                     continue
+                kind = error_kind(exc)
+                if kind in ("lock_timeout", "statement_timeout") and culprit is not None and len(ops_) > 1:
+                    # One op waited for a lock another transaction holds: it fails, the rest go on.
+                    self.stats.error(kind)
+                    i = pending[ops_.index(culprit)]
+                    results[i] = (False, _store_error(exc))
+                    if culprit.key is not None:
+                        self._cool(culprit.key)
+                    continue
+                if kind == "lock_timeout" and culprit is not None and culprit.key is not None:
+                    self._cool(culprit.key)
                 if retryable(exc) and conflicts < 3:
                     # Two replicas took row locks in different orders; PostgreSQL chose this one.
                     conflicts += 1
@@ -571,15 +603,24 @@ class Database:
         started = time.perf_counter()
         with self._atomic():
             for op in batch:
+                self._current = op
                 try:
                     results.append((True, op.fn(self.tx, *op.args)))
                 except AgentnetError as exc:
                     results.append((False, exc))
+            self._current = None
             if self.replica is not None:
                 self._notify(changes)
         if self.on_commit_time is not None:
             self.on_commit_time(time.perf_counter() - started)
         return results
+
+    def _cool(self, key: str) -> None:
+        now = time.monotonic()
+        if len(self._cooling) > 1000:
+            self._cooling = {k: t for k, t in self._cooling.items() if t > now}
+        self._cooling[key] = now + self.cooldown
+        log.warning("%s is locked by another transaction; its writes fail fast for %g s", key, self.cooldown)
 
     def _notify(self, changes: Changes) -> None:
         """pg_notify inside a savepoint: a notification that fails never aborts the commit; the
@@ -619,6 +660,13 @@ class Database:
 def _timed_out(timeout: float) -> StoreUnavailable:
     return StoreUnavailable(
         f"the store did not take this write within {timeout:g} s; nothing was committed, retry",
+        reason="STORE_TIMEOUT",
+    )
+
+
+def _locked(key: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"{key} is locked by another transaction in the store; nothing was committed, retry shortly",
         reason="STORE_TIMEOUT",
     )
 
