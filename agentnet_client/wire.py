@@ -316,6 +316,11 @@ REASONS: dict[str, tuple[str, ...]] = {
         "TASK_TERMINAL",
         "VERSION_MISMATCH",
     ),
+    "store": (
+        # Retryable (UNAVAILABLE): nothing was committed, or a send's retry is answered as a duplicate.
+        "STORE_TIMEOUT",
+        "STORE_UNAVAILABLE",
+    ),
     "REST": (
         "BAD_JSON",
         "BAD_VALUE",
