@@ -25,7 +25,7 @@ from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
 from .health import HealthServer, Readiness
-from .hub import Hub, PresenceChange
+from .live.hub import Hub, PresenceChange
 from .metrics import Metrics
 from .records import now_us
 from .rpc.servicer import AgentNetServicer
@@ -418,7 +418,7 @@ class App:
 
     def _broadcast_presence(self, changes: list[PresenceChange], local: list[PresenceChange]) -> None:
         if changes:
-            self.sessions.broadcast_presence(changes)
+            self.sessions.roster.broadcast_presence(changes)
         if local and self.db is not None and self.db.replica is not None:
             self._announce_presence(
                 [c.agent_id for c in local if c.online], [c.agent_id for c in local if not c.online]

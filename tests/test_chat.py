@@ -11,7 +11,7 @@ import pytest
 from agentnet.v1 import events_pb2, resources_pb2
 from agentnet_client import AgentnetError, AgentProfile, Client
 from agentnet_client.device import load_device, secure_channel
-from agentnet_server.rpc.session import FULL_ROSTER
+from agentnet_server.live.roster import FULL_ROSTER
 from tests.conftest import Clients, collect, uid, until
 
 
@@ -231,8 +231,8 @@ async def test_agent_list_on_register_matches_the_directory_and_follows_presence
 
 
 def test_agent_list_wire_parts_equal_protobuf_serialization() -> None:
+    from agentnet_server.live import encode
     from agentnet_server.records import AgentRec
-    from agentnet_server.rpc import convert
 
     recs = [
         AgentRec(
@@ -241,13 +241,13 @@ def test_agent_list_wire_parts_equal_protobuf_serialization() -> None:
         for i in range(300)
     ]
     online = [i % 3 == 0 for i in range(300)]
-    built = convert.agent_list_event([convert.agent_entry(a, o) for a, o in zip(recs, online, strict=True)])
+    built = encode.agent_list_event([encode.agent_entry(a, o) for a, o in zip(recs, online, strict=True)])
     want = events_pb2.ServerEvent(
-        agent_list=events_pb2.AgentList(agents=[convert.agent(a, o) for a, o in zip(recs, online, strict=True)])
+        agent_list=events_pb2.AgentList(agents=[encode.agent(a, o) for a, o in zip(recs, online, strict=True)])
     )
     assert events_pb2.ServerEvent.FromString(built) == want
     assert built == want.SerializeToString()
-    assert events_pb2.ServerEvent.FromString(convert.agent_list_event([])) == events_pb2.ServerEvent(
+    assert events_pb2.ServerEvent.FromString(encode.agent_list_event([])) == events_pb2.ServerEvent(
         agent_list=events_pb2.AgentList()
     )
 

@@ -19,7 +19,7 @@ from cryptography import x509
 
 from ..config import Settings
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from ..hub import FEED, MESSAGE, Envelope, Hub
+from ..live.hub import FEED, MESSAGE, Envelope, Hub
 from ..logs import audit
 from ..records import (
     GROUP_PREFIX,

@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from ..hub import FEED, Envelope
+from ..live.hub import FEED, Envelope
 from ..records import TERMINAL, FeedRec, TaskRec, TaskStatus, inbox_conv
 from ..store import tasks as store
 from ..store.tasks import TaskCommit

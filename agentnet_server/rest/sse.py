@@ -1,5 +1,5 @@
 """`GET /api/events`: the caller's server events as Server-Sent Events, resumable with
-Last-Event-ID, reusing the Session stream machinery."""
+Last-Event-ID: the second adapter over the live session (the gRPC Session stream is the first)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,6 @@ SSE_QUEUE = 64
 STALL_INTERVALS = 3
 
 # -- Server-Sent Events -------------------------------------------------------------------------
-
-
-class _StreamContext:
-    """What SessionService.handle needs from a gRPC context: abort() at the end of a failed stream."""
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
-        raise grpc.aio.AbortError(f"{code.name}: {details}")
 
 
 _END = object()
@@ -84,7 +77,8 @@ def sse_frame(ev: events_pb2.ServerEvent, inbox: str) -> tuple[bytes, tuple[str,
 
 
 async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
-    """Move serialized ServerEvents from the Session generator to the SSE writer.
+    """Move serialized ServerEvents from the session's delivery engine to the SSE writer (a
+    session that ends with an error has already sent its fatal Error event as the last frame).
 
     Pulling the next event right after queueing one lets the Session writer record the
     delivered cursor before the SSE writer acknowledges it.
@@ -92,8 +86,6 @@ async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
     try:
         async for data in gen:
             await out.put(data)
-    except grpc.aio.AbortError:
-        pass  # the closing error event was already yielded
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -121,17 +113,21 @@ async def _request_events(q: asyncio.Queue[events_pb2.ClientEvent | None]) -> As
         yield ev
 
 
-class SessionHandler(Protocol):
-    """The Session stream handler: client events in, serialized ServerEvents out."""
+class LiveSession(Protocol):
+    def stream(self) -> AsyncIterator[bytes]: ...
 
-    def handle(self, requests: AsyncIterator[events_pb2.ClientEvent], context: Any) -> AsyncIterator[bytes]: ...
+
+class SessionOpener(Protocol):
+    """Opens a live session for a stream of client events (rpc.session.SessionService)."""
+
+    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent]) -> LiveSession: ...
 
 
 class EventStream:
     """`GET /api/events` for one caller: its Session, written as SSE frames and acknowledged as they go out."""
 
     def __init__(
-        self, acting_agent: Callable[[str, str], str], sessions: SessionHandler, heartbeat_interval: float
+        self, acting_agent: Callable[[str, str], str], sessions: SessionOpener, heartbeat_interval: float
     ) -> None:
         self.acting_agent = acting_agent
         self.sessions = sessions
@@ -156,7 +152,7 @@ class EventStream:
             )
         )
         out: asyncio.Queue[Any] = asyncio.Queue(SSE_QUEUE)
-        gen = self.sessions.handle(_request_events(requests), _StreamContext())
+        gen = self.sessions.open(peer, _request_events(requests)).stream()
         pump = asyncio.create_task(_pump(gen, out), name=f"agentnet-sse-{peer.device_id}")
         interval = self.heartbeat_interval
         try:

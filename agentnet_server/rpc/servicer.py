@@ -14,7 +14,8 @@ from ..domain.limits import Limiter
 from ..domain.network import Network, Target
 from ..domain.tasks import Tasks
 from ..errors import InvalidArgument, NotFound
-from ..hub import Hub
+from ..live import encode
+from ..live.hub import Hub
 from ..records import dm_conv, group_conv
 from ..store import ops
 from . import convert
@@ -33,7 +34,7 @@ class AgentNetServicer:
         self.limiter: Limiter | None = None
 
     def _agent_pb(self, agent_id: str) -> resources_pb2.Agent:
-        return convert.agent(self.net.agent(agent_id), self.hub.online(agent_id))
+        return encode.agent(self.net.agent(agent_id), self.hub.online(agent_id))
 
     def _acting(self, agent_id: str) -> tuple[str, str]:
         device = current_peer.get().device_id
@@ -46,12 +47,12 @@ class AgentNetServicer:
         rec, created = await self.net.register(
             current_peer.get().device_id, a.id, a.display_name, a.role, a.description
         )
-        return service_pb2.RegisterAgentResponse(agent=convert.agent(rec, self.hub.online(rec.id)), created=created)
+        return service_pb2.RegisterAgentResponse(agent=encode.agent(rec, self.hub.online(rec.id)), created=created)
 
     async def ListAgents(self, req: service_pb2.ListAgentsRequest, ctx: Ctx) -> Any:
         agents, nxt = self.net.list_agents(req.online_only, req.page_size, req.page_token)
         return service_pb2.ListAgentsResponse(
-            agents=[convert.agent(a, self.hub.online(a.id)) for a in agents], next_page_token=nxt
+            agents=[encode.agent(a, self.hub.online(a.id)) for a in agents], next_page_token=nxt
         )
 
     async def GetAgent(self, req: service_pb2.GetAgentRequest, ctx: Ctx) -> Any:
@@ -59,27 +60,27 @@ class AgentNetServicer:
 
     async def AuthorizeDevice(self, req: service_pb2.AuthorizeDeviceRequest, ctx: Ctx) -> Any:
         rec = await self.net.authorize_device(current_peer.get().device_id, req.agent_id, req.device_id)
-        return convert.agent(rec, self.hub.online(rec.id))
+        return encode.agent(rec, self.hub.online(rec.id))
 
     # -- groups -------------------------------------------------------------------------------
 
     async def CreateGroup(self, req: service_pb2.CreateGroupRequest, ctx: Ctx) -> Any:
         agent, _ = self._acting(req.agent_id)
-        return convert.group(await self.net.create_group(agent, req.group_id, req.title, req.description))
+        return encode.group(await self.net.create_group(agent, req.group_id, req.title, req.description))
 
     async def ListGroups(self, req: service_pb2.ListGroupsRequest, ctx: Ctx) -> Any:
         groups, nxt = await self.net.list_groups(req.member, req.page_size, req.page_token)
-        return service_pb2.ListGroupsResponse(groups=[convert.group(g) for g in groups], next_page_token=nxt)
+        return service_pb2.ListGroupsResponse(groups=[encode.group(g) for g in groups], next_page_token=nxt)
 
     async def GetGroup(self, req: service_pb2.GetGroupRequest, ctx: Ctx) -> Any:
-        return convert.group(await self.net.group(req.group_id))
+        return encode.group(await self.net.group(req.group_id))
 
     async def ListGroupMembers(self, req: service_pb2.ListGroupMembersRequest, ctx: Ctx) -> Any:
         members, nxt = await self.net.list_members(req.group_id, req.page_size, req.page_token)
         agents = self.net.agents
         return service_pb2.ListGroupMembersResponse(
             members=[
-                convert.member(
+                encode.member(
                     m, agents[m.agent_id].display_name if m.agent_id in agents else "", self.hub.online(m.agent_id)
                 )
                 for m in members
@@ -90,7 +91,7 @@ class AgentNetServicer:
     async def JoinGroup(self, req: service_pb2.JoinGroupRequest, ctx: Ctx) -> Any:
         agent, _ = self._acting(req.agent_id)
         group, member, new = await self.net.join(agent, req.group_id, req.create_if_missing, req.title)
-        return service_pb2.JoinGroupResponse(group=convert.group(group), joined_seq=member.joined_seq, newly_joined=new)
+        return service_pb2.JoinGroupResponse(group=encode.group(group), joined_seq=member.joined_seq, newly_joined=new)
 
     async def LeaveGroup(self, req: service_pb2.LeaveGroupRequest, ctx: Ctx) -> Any:
         if not req.agent_id:
@@ -119,7 +120,7 @@ class AgentNetServicer:
             req.auto_hops,
         )
         return service_pb2.SendMessageResponse(
-            message=convert.message(sent.result.message),
+            message=encode.message(sent.result.message),
             duplicate=sent.result.duplicate,
             unresolved_mentions=sent.unresolved,
         )
@@ -136,7 +137,7 @@ class AgentNetServicer:
             agent, conv, req.after_seq, req.newest_first, req.page_size, req.page_token
         )
         return service_pb2.ListMessagesResponse(
-            messages=[convert.message(m) for m in msgs], next_page_token=nxt, last_seq=last
+            messages=[encode.message(m) for m in msgs], next_page_token=nxt, last_seq=last
         )
 
     async def ListGroupMessages(self, req: service_pb2.ListGroupMessagesRequest, ctx: Ctx) -> Any:
@@ -155,7 +156,7 @@ class AgentNetServicer:
         agent, _ = self._acting(req.agent_id)
         v = await self.inbox.view(agent, req.unread_only, req.kind, req.page_size, req.page_token)
         return service_pb2.GetInboxResponse(
-            items=[convert.feed_item(i) for i in v.items],
+            items=[encode.feed_item(i) for i in v.items],
             next_page_token=v.next_token,
             unread_total=v.unread_total,
             unread_by_kind={resources_pb2.InboxItemKind.Name(k): n for k, n in v.unread_by_kind.items()},
@@ -180,7 +181,7 @@ class AgentNetServicer:
         conv = conversation_for(agent, req.group_id, req.peer_id)
         msg, rows = await self.inbox.receipts(agent, conv, req.seq)
         return service_pb2.GetReceiptsResponse(
-            message=convert.message(msg),
+            message=encode.message(msg),
             receipts=[
                 resources_pb2.Receipt(
                     agent_id=r.agent_id,
@@ -211,18 +212,18 @@ class AgentNetServicer:
             req.client_task_id,
             convert.signed(req, current_peer.get()),
         )
-        return convert.task(c.task)
+        return encode.task(c.task)
 
     async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> Any:
         agent, _ = self._acting(req.agent_id)
         tasks, nxt = await self.tasks.list(
             agent, req.assignee, req.creator, req.status, req.group_id, req.page_size, req.page_token
         )
-        return service_pb2.ListTasksResponse(tasks=[convert.task(t) for t in tasks], next_page_token=nxt)
+        return service_pb2.ListTasksResponse(tasks=[encode.task(t) for t in tasks], next_page_token=nxt)
 
     async def GetTask(self, req: service_pb2.GetTaskRequest, ctx: Ctx) -> Any:
         agent, _ = self._acting(req.agent_id)
-        return convert.task(await self.tasks.get(agent, req.task_id))
+        return encode.task(await self.tasks.get(agent, req.task_id))
 
     async def UpdateTask(self, req: service_pb2.UpdateTaskRequest, ctx: Ctx) -> Any:
         agent, device = self._acting(req.agent_id)
@@ -237,7 +238,7 @@ class AgentNetServicer:
             req.expected_version,
             convert.signed(req, current_peer.get()),
         )
-        return convert.task(c.task)
+        return encode.task(c.task)
 
     # -- devices ------------------------------------------------------------------------------
 
@@ -260,7 +261,7 @@ class AgentNetServicer:
             id=cert.device_id,
             fingerprint=cert.fingerprint,
             certificate_pem=cert.pem,
-            not_after=convert.ts(cert.not_after),
+            not_after=encode.ts(cert.not_after),
             revoked=cert.revoked_at is not None,
         )
 

@@ -1,17 +1,16 @@
-"""The Session stream: one reader task and one writer (this async generator) per stream.
+"""The Session stream: the reader side (client events → domain calls) and the gRPC adapter.
 
-The reader handles client events in order and answers through the session's control queue.
-The writer sends, in this order: replies, then replay from the store after (re)connect, then
-live envelopes from the hub. Cursors per conversation make every delivery gap-free and
-duplicate-free: a duplicate is skipped, a gap is filled from the store before going on.
+One reader task per stream handles client events in order and answers through the session's
+control queue; the writer is the delivery engine (live/delivery.py), which knows no transport.
+`SessionService.handle` is the gRPC adapter over `Conn.stream()`; the REST event stream
+(rest/sse.py) is the other adapter over the same `Conn.stream()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import duration_pb2
@@ -19,23 +18,24 @@ from google.protobuf.message import DecodeError
 
 from agentnet.v1 import events_pb2, resources_pb2
 
-from ..auth import Peer, current_peer
+from ..auth import Peer, Revocations, current_peer
 from ..config import Settings
 from ..domain.inbox import Inbox, ReadResult
+from ..domain.limits import Limiter
 from ..domain.network import Network, Target
 from ..domain.tasks import Tasks
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
-from ..hub import Envelope, Hub, PresenceChange, Session
-from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, AgentRec, SendResult, dm_parties, inbox_conv, now_us
+from ..live import encode
+from ..live.delivery import Delivery
+from ..live.hub import Close, Hub, Session
+from ..live.roster import Roster
+from ..records import SendResult, inbox_conv, now_us
 from . import convert, status
 
 log = logging.getLogger("agentnet.session")
 
 MAX_REQUEST_ID = 64
 MAX_CURSORS = 10_000
-FULL_ROSTER = 500  # networks up to this many agents send every agent in agent_list
-REPLAY_PAGE = 500
-REGISTER_TIMEOUT_INTERVALS = 3
 
 
 class BadEvent:
@@ -79,102 +79,34 @@ class SessionService:
         }
         self.inbox: Inbox | None = None
         self.tasks: Tasks | None = None
-        self.limiter: Any = None  # per-device event limiter (set by the app)
-        self.revocations: Any = None  # auth.Revocations (set by the app)
-        self._roster: tuple[tuple[int, int], bytes, bytes] | None = None
-        self._entries: dict[str, tuple[AgentRec, bool, bytes]] = {}
+        self.limiter: Limiter | None = None  # per-device event limiter (set by the app)
+        self.revocations: Revocations | None = None  # set by the app
+        self.roster = Roster(net, hub)
 
-    def _entry(self, a: AgentRec) -> bytes:
-        """An agent's AgentList entry, serialized once per change of its record or presence: a
-        reconnect storm asks for the same agents in thousands of agent_lists."""
-        online = self.hub.online(a.id)
-        hit = self._entries.get(a.id)
-        if hit is not None and hit[0] is a and hit[1] == online:
-            return hit[2]
-        entry = convert.agent_entry(a, online)
-        self._entries[a.id] = (a, online, entry)
-        return entry
-
-    def _roster_bytes(self) -> tuple[bytes, bytes]:
-        """The agent list and a presence snapshot, serialized once per change of agents or presence
-        (not once per session: a reconnect storm would otherwise cost O(sessions x agents))."""
-        key = (self.net.agents_version, self.hub.presence_version)
-        if self._roster is None or self._roster[0] != key:
-            agents = list(self.net.agents.values())
-            agent_list = convert.agent_list_event([self._entry(a) for a in agents])
-            snapshot = convert.presence(
-                [PresenceChange(a.id, self.hub.online(a.id), a.last_seen or 0) for a in agents],
-                {a.id: a.display_name for a in agents},
-                snapshot=True,
-            )
-            self._roster = (key, agent_list, snapshot)
-        return self._roster[1], self._roster[2]
-
-    def agent_list(self, agent_id: str, conversations: Iterable[str]) -> bytes:
-        """All agents, or in a large network (more than FULL_ROSTER) the ones this agent shares a
-        group or direct messages with; ListAgents pages through everyone."""
-        if len(self.net.agents) <= FULL_ROSTER:
-            return self._roster_bytes()[0]
-        related = {agent_id}
-        for conv in conversations:
-            if conv.startswith(GROUP_PREFIX):
-                related |= self.net.members.get(conv[len(GROUP_PREFIX) :], set())
-            elif conv.startswith(DM_PREFIX):
-                related.update(dm_parties(conv))
-        agents = self.net.agents
-        return convert.agent_list_event([self._entry(agents[a]) for a in sorted(related) if a in agents])
-
-    def broadcast_presence(self, changes: list[PresenceChange]) -> None:
-        """Tell sessions about presence changes. In a network of up to FULL_ROSTER agents every
-        session hears about every agent. In a larger one (like agent_list) a session hears about
-        the agents it shares a group or direct messages with, and itself: a reconnect storm of N
-        agents would otherwise cost N x N presence entries. One serialization per distinct set."""
-        names = {a.id: a.display_name for a in self.net.agents.values()}
-        if len(self.net.agents) <= FULL_ROSTER:
-            self.hub.broadcast_presence(convert.presence(changes, names))
-            return
-        by_agent = {c.agent_id: c for c in changes}
-        by_group: dict[str, list[PresenceChange]] = {}
-        for c in changes:
-            for g in self.net.agent_groups.get(c.agent_id, ()):
-                by_group.setdefault(g, []).append(c)
-        encoded: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
-        for s in self.hub.sessions():
-            me = s.agent_id
-            groups = tuple(sorted(g for g in self.net.agent_groups.get(me, ()) if g in by_group))
-            peers = {me} if me in by_agent else set()
-            for conv in s.cursors:
-                if conv.startswith(DM_PREFIX):
-                    peers.update(p for p in dm_parties(conv) if p in by_agent)
-            key = (groups, tuple(sorted(peers)))
-            if not groups and not peers:
-                continue
-            data = encoded.get(key)
-            if data is None:
-                mine = {a: by_agent[a] for a in key[1]}
-                for g in groups:
-                    mine.update((c.agent_id, c) for c in by_group[g])
-                data = encoded[key] = convert.presence(list(mine.values()), names)
-            s.push_presence(data)
-
-    def presence_snapshot(self) -> bytes:
-        return self._roster_bytes()[1]
+    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent]) -> Conn:
+        """A session for one stream of client events (any transport)."""
+        return Conn(self, peer, requests)
 
     async def handle(
         self, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        conn = Conn(self, current_peer.get(), requests, context)
-        async for data in conn.run():
+        """The gRPC adapter: write the frames; a session that closes with an error ends the RPC
+        with that status (and its reason in the trailers)."""
+        conn = self.open(current_peer.get(), requests)
+        async for data in conn.stream():
             yield data
+        close = conn.failure
+        if close is not None:
+            await context.abort(
+                status.code_of(close.status),
+                close.message,
+                trailing_metadata=status.trailing(close.status, close.message, close.reason, {}, None),
+            )
 
 
 class Conn:
     def __init__(
-        self,
-        svc: SessionService,
-        peer: Peer,
-        requests: AsyncIterator[events_pb2.ClientEvent | BadEvent],
-        context: grpc.aio.ServicerContext,
+        self, svc: SessionService, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent]
     ) -> None:
         self.svc = svc
         self.net = svc.net
@@ -182,29 +114,35 @@ class Conn:
         self.settings = svc.settings
         self.peer = peer
         self.requests = requests
-        self.context = context
         self.s: Session = svc.hub.new_session("", peer.device_id, peer.fingerprint)
-        self.registered = False
+        self.delivery = Delivery(self.s, svc.net, svc.roster, svc.settings.heartbeat_interval)
         self.inflight = 0
         self._inflight_free = asyncio.Event()
         self._ack_pending: dict[str, int] = {}
         self._ack_writing = False
-        self.replayed = 0
-        self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
+        # How the stream ended, when not cleanly: set once stream() has returned.
+        self.failure: Close | None = None
 
-    # -- writer -------------------------------------------------------------------------------
+    @property
+    def registered(self) -> bool:
+        return self.delivery.registered
 
-    async def run(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The session's frames while its reader handles the client's events; `failure` says
+        afterwards whether it ended with an error status."""
         s = self.s
         reader = asyncio.create_task(self._read_loop(), name=f"agentnet-read-{s.id}")
         try:
-            async for data in self._write():
+            async for data in self.delivery.frames():
                 yield data
-        except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
+            close = s.closing
+            if close is not None and close.status != "OK":
+                self.failure = close
+        except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:
             log.exception("session %s writer failed", s.id)
-            await self.context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); reconnect")
+            self.failure = Close("INTERNAL", f"internal error ({type(exc).__name__}); reconnect", "INTERNAL")
         finally:
             reader.cancel()
             try:
@@ -218,212 +156,13 @@ class Conn:
                 self.hub.detach(s)
                 self.net.mark_seen(s.agent_id, s.device_id)
 
-    async def _write(self) -> AsyncIterator[bytes]:
-        """Replies until registered, then replay, caught_up, live; finally the closing status."""
-        s = self.s
-        deadline = asyncio.get_running_loop().time() + REGISTER_TIMEOUT_INTERVALS * self.settings.heartbeat_interval
-        while not self.registered:
-            while s.control:
-                yield s.control.popleft()
-            if s.closing is not None or self.registered:
-                break
-            s.wake.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                s.close(
-                    "DEADLINE_EXCEEDED",
-                    f"no register event within the first {REGISTER_TIMEOUT_INTERVALS} heartbeat intervals",
-                    "REGISTER_TIMEOUT",
-                )
-                break
-            try:
-                await asyncio.wait_for(s.wake.wait(), remaining)
-            except TimeoutError:
-                pass
-        if s.closing is None:
-            async for data in self._replay():
-                yield data
-            yield events_pb2.ServerEvent(
-                caught_up=events_pb2.CaughtUp(
-                    heads=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in s.cursors.items() if v is not None],
-                    replayed=self.replayed,
-                )
-            ).SerializeToString()
-            async for data in self._live():
-                yield data
-        while s.control:
-            yield s.control.popleft()
-        close = s.closing
-        if close is not None and close.status != "OK":
-            exc = AgentnetError(close.message, close.reason)
-            exc.status = close.status
-            yield status.error_event(exc, fatal=True).SerializeToString()
-            await self.context.abort(
-                status.code_of(close.status),
-                close.message,
-                trailing_metadata=status.trailing(close.status, close.message, close.reason, {}, None),
-            )
-
-    async def _live(self) -> AsyncIterator[bytes]:
-        s = self.s
-        cursors = s.cursors
-        while True:
-            if s.control:
-                # One reply, then one delivery: neither a busy sender's acks nor a fan-out
-                # storm starves the other.
-                yield s.control.popleft()
-            if s.closing is not None:
-                return
-            if s.lagging:
-                async for data in self._recover():
-                    yield data
-                continue
-            if s.presence_stale:
-                s.presence_stale = False
-                yield self.svc.presence_snapshot()
-                continue
-            if s.queue:
-                env = s.queue.popleft()
-                cur = cursors.get(env.conv, -1)
-                if cur is not None and cur >= 0 and env.seq == cur + 1:
-                    # The common case, without a generator per delivery. The cursor moves first:
-                    # the client may ack this event before the write returns.
-                    cursors[env.conv] = env.seq
-                    yield convert.encode(env)
-                else:
-                    async for data in self._deliver(env):
-                        yield data
-                continue
-            if s.control:
-                continue
-            s.wake.clear()
-            await s.wake.wait()
-
-    async def _deliver(self, env: Envelope) -> AsyncIterator[bytes]:
-        cursors = self.s.cursors
-        cur = cursors.get(env.conv, -1)
-        if cur is None:
-            return  # left that group
-        if cur == -1:
-            if not await self._adopt(env.conv):
-                return
-            cur = cursors[env.conv]
-            if cur is None:
-                return
-        if env.seq <= cur:
-            return
-        if env.seq > cur + 1:
-            async for data in self._catch_up(env.conv, env.seq - 1):
-                yield data
-            cur = cursors.get(env.conv)
-            if cur is None or env.seq <= cur:
-                return
-        cursors[env.conv] = env.seq
-        yield convert.encode(env)
-
-    async def _adopt(self, conv: str) -> bool:
-        """Start a cursor for a conversation this stream has not seen: a new direct-message pair
-        from 0, a group from the join point the store has (None if the agent is not a member)."""
-        cursors = self.s.cursors
-        if conv.startswith((DM_PREFIX, INBOX_PREFIX)):
-            cursors.setdefault(conv, 0)
-            return True
-        joined = await self.net.joined_seq(self.s.agent_id, conv)
-        cursors.setdefault(conv, joined)
-        return cursors[conv] is not None
-
-    async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[bytes]:
-        """Deliver from the store after this stream's cursor, until the store has no more (or upto)."""
-        s = self.s
-        while True:
-            cur = s.cursors.get(conv)
-            if cur is None or (upto is not None and cur >= upto):
-                return
-            envs = await self.net.fetch(s.agent_id, conv, cur, REPLAY_PAGE)
-            full_page = len(envs) == REPLAY_PAGE
-            cur = s.cursors.get(conv)
-            if cur is None:
-                return
-            envs = [e for e in envs if e.seq > cur]
-            if not envs:
-                if upto is not None and cur < upto and not full_page:
-                    # Seqs up to `upto` exist (one was delivered or is the head) but the store has
-                    # none of them after the cursor: deleted by retention. Say so, then go on.
-                    yield self._gap(conv, cur + 1, upto)
-                return
-            for env in envs:
-                # Every yield lets the reader run: if it left (or re-joined) the conversation
-                # meanwhile, the cursor is no longer ours to move.
-                if env.seq != cur + 1:
-                    gap = self._gap(conv, cur + 1, env.seq - 1)
-                    cur = env.seq - 1
-                    yield gap
-                    if s.cursors.get(conv) != cur:
-                        return
-                s.cursors[conv] = cur = env.seq
-                self.replayed += 1
-                yield convert.encode(env)
-                if s.cursors.get(conv) != cur:
-                    return
-            while s.control:
-                yield s.control.popleft()
-            if not full_page:
-                return
-
-    def _gap(self, conv: str, first: int, last: int) -> bytes:
-        """History this stream can no longer deliver (deleted by retention): tell the client and
-        move the cursor past it, so nothing is skipped silently."""
-        self.s.cursors[conv] = last
-        log.info("session %s (%s): %s #%d-#%d no longer stored", self.s.id, self.s.agent_id, conv, first, last)
-        return events_pb2.ServerEvent(
-            history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
-        ).SerializeToString()
-
-    async def _replay(self) -> AsyncIterator[bytes]:
-        while self.s.control:
-            yield self.s.control.popleft()
-        for conv in list(self.s.cursors):
-            async for data in self._catch_up_past(conv, self.heads.get(conv, 0)):
-                yield data
-
-    async def _catch_up_past(self, conv: str, known: int) -> AsyncIterator[bytes]:
-        """Catch up from the store. `known` is a seq that was committed (a head, or a delivery
-        that was dropped): if the store ends before it, the rest was deleted: a gap."""
-        async for data in self._catch_up(conv):
-            yield data
-        cur = self.s.cursors.get(conv)
-        if cur is not None and cur < known:
-            async for data in self._catch_up(conv, known):
-                yield data
-
-    async def _recover(self) -> AsyncIterator[bytes]:
-        """The queue overflowed: drop it and catch up from the store, then go live again."""
-        s = self.s
-        convs = {env.conv for env in s.queue} | set(s.cursors) | s.dropped_convs
-        s.dropped_convs = set()
-        s.queue.clear()
-        s.lagging = False
-        log.info(
-            "session %s (%s) fell behind; catching up from the store (%d dropped so far)", s.id, s.agent_id, s.dropped
-        )
-        # The heads now: what was dropped while lagging may have been deleted by retention since.
-        heads = await self.net.heads(s.agent_id)
-        for conv in convs:
-            if conv.startswith(GROUP_PREFIX) and conv not in heads:
-                continue  # not a member any more (perhaps left through another replica)
-            if conv not in s.cursors and not await self._adopt(conv):
-                continue
-            async for data in self._catch_up_past(conv, heads.get(conv, 0)):
-                yield data
-        s.presence_stale = True
-
     # -- reader -------------------------------------------------------------------------------
 
     def reply(self, event: events_pb2.ServerEvent) -> None:
         self.s.push_control(event.SerializeToString())
 
     def fail(self, exc: AgentnetError, request_id: str) -> None:
-        self.reply(status.error_event(exc, request_id))
+        self.reply(encode.error_event(exc, request_id))
 
     async def _read_loop(self) -> None:
         s = self.s
@@ -483,7 +222,7 @@ class Conn:
                     request_id=ev.request_id,
                     heartbeat_ack=events_pb2.HeartbeatAck(
                         client_time=ev.heartbeat.client_time if ev.heartbeat.HasField("client_time") else None,
-                        server_time=convert.ts(now_us()),
+                        server_time=encode.ts(now_us()),
                     ),
                 )
             )
@@ -523,11 +262,11 @@ class Conn:
             given[c.conversation] = c.seq
         a = reg.agent
         rec, created = await self.net.register(device, a.id, a.display_name, a.role, a.description)
-        cursors, self.heads = await self.net.resume_cursors(rec.id, device, given)
+        cursors, self.delivery.heads = await self.net.resume_cursors(rec.id, device, given)
         s = self.s
         s.agent_id = rec.id
         s.cursors.update(cursors)
-        self.registered = True
+        self.delivery.registered = True
         hb = duration_pb2.Duration()
         hb.FromNanoseconds(int(self.settings.heartbeat_interval * 1e9))
         st = self.settings
@@ -535,11 +274,11 @@ class Conn:
             events_pb2.ServerEvent(
                 request_id=ev.request_id,
                 registered=events_pb2.Registered(
-                    agent=convert.agent(rec, True),
+                    agent=encode.agent(rec, True),
                     device_id=device,
                     session_id=s.id,
                     heartbeat_interval=hb,
-                    server_time=convert.ts(now_us()),
+                    server_time=encode.ts(now_us()),
                     created=created,
                     limits=events_pb2.Limits(
                         max_content_bytes=st.max_content_bytes,
@@ -559,7 +298,7 @@ class Conn:
                 "UNAUTHENTICATED", "this device has been revoked; ask the operator to enroll it again", "DEVICE_REVOKED"
             )
             return
-        self.s.push_control(self.svc.agent_list(rec.id, cursors))
+        self.s.push_control(self.svc.roster.agent_list(rec.id, cursors))
         log.info("session %s: %s registered agent %s%s", s.id, self.peer.short, rec.id, " (new)" if created else "")
 
     async def on_join(self, ev: events_pb2.ClientEvent) -> None:
@@ -569,7 +308,7 @@ class Conn:
             events_pb2.ServerEvent(
                 request_id=ev.request_id,
                 group_joined=events_pb2.GroupJoined(
-                    group=convert.group(group), joined_seq=member.joined_seq, newly_joined=new
+                    group=encode.group(group), joined_seq=member.joined_seq, newly_joined=new
                 ),
             )
         )
@@ -633,7 +372,7 @@ class Conn:
                     conversation=msg.conversation,
                     seq=msg.seq,
                     client_msg_id=msg.client_msg_id,
-                    create_time=convert.ts(msg.create_time),
+                    create_time=encode.ts(msg.create_time),
                     duplicate=r.duplicate,
                     mentioned=msg.mentions,
                     unresolved_mentions=() if r.duplicate else unresolved,
@@ -689,7 +428,7 @@ class Conn:
         )
         self.reply(
             events_pb2.ServerEvent(
-                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=convert.task(commit.task))
+                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=encode.task(commit.task))
             )
         )
 
@@ -710,7 +449,7 @@ class Conn:
         )
         self.reply(
             events_pb2.ServerEvent(
-                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=convert.task(commit.task))
+                request_id=ev.request_id, task_result=events_pb2.TaskResult(task=encode.task(commit.task))
             )
         )
 

@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 from agentnet.v1 import events_pb2
 
 from ..errors import AgentnetError
+from ..live import encode
 
 log = logging.getLogger("agentnet.rpc")
 
@@ -81,15 +82,4 @@ async def abort(context: grpc.aio.ServicerContext, exc: AgentnetError) -> None:
 
 
 def error_event(exc: AgentnetError, request_id: str = "", fatal: bool = False) -> events_pb2.ServerEvent:
-    code = code_of(exc.status)
-    err = events_pb2.Error(
-        code=code.value[0],
-        status=exc.status,
-        message=exc.message,
-        reason=exc.reason,
-        fatal=fatal,
-        metadata=exc.metadata,
-    )
-    if exc.retry_after is not None:
-        err.retry_after.CopyFrom(_duration(exc.retry_after))
-    return events_pb2.ServerEvent(request_id=request_id, error=err)
+    return encode.error_event(exc, request_id, fatal)

@@ -1,0 +1,241 @@
+"""The delivery engine: what one live session receives, in order, with nothing lost or repeated.
+
+The writer sends, in this order: replies, then replay from the store after (re)connect, then
+`caught_up`, then live envelopes from the hub. Cursors per conversation make every delivery
+gap-free and duplicate-free: a duplicate is skipped, a gap is filled from the store before going
+on, history deleted by retention is announced with `history_gap`, and a session whose bounded
+queue overflowed drops it and catches up from the store (docs/architecture.md, "Delivery").
+
+The engine knows no transport: `frames()` is an async iterator of serialized ServerEvents that an
+adapter writes out (the gRPC Session stream, or the REST event stream as Server-Sent Events).
+Pulling keeps the transport's flow control: the next frame is produced when the last was taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from agentnet.v1 import events_pb2, resources_pb2
+
+from ..domain.network import Network
+from ..errors import AgentnetError
+from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX
+from . import encode
+from .hub import Envelope, Session
+from .roster import Roster
+
+log = logging.getLogger("agentnet.session")
+
+REPLAY_PAGE = 500
+REGISTER_TIMEOUT_INTERVALS = 3
+
+
+class Delivery:
+    """The writer side of one session. The reader side sets `registered` and `heads` when the
+    session registers; until then only replies go out."""
+
+    def __init__(self, s: Session, net: Network, roster: Roster, heartbeat_interval: float) -> None:
+        self.s = s
+        self.net = net
+        self.roster = roster
+        self.heartbeat_interval = heartbeat_interval
+        self.registered = False
+        self.replayed = 0
+        self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Replies until registered, then replay, caught_up, live; last, when the session closes
+        with an error, a fatal Error event (the adapter then ends its stream with that status)."""
+        s = self.s
+        deadline = asyncio.get_running_loop().time() + REGISTER_TIMEOUT_INTERVALS * self.heartbeat_interval
+        while not self.registered:
+            while s.control:
+                yield s.control.popleft()
+            if s.closing is not None or self.registered:
+                break
+            s.wake.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                s.close(
+                    "DEADLINE_EXCEEDED",
+                    f"no register event within the first {REGISTER_TIMEOUT_INTERVALS} heartbeat intervals",
+                    "REGISTER_TIMEOUT",
+                )
+                break
+            try:
+                await asyncio.wait_for(s.wake.wait(), remaining)
+            except TimeoutError:
+                pass
+        if s.closing is None:
+            async for data in self._replay():
+                yield data
+            yield events_pb2.ServerEvent(
+                caught_up=events_pb2.CaughtUp(
+                    heads=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in s.cursors.items() if v is not None],
+                    replayed=self.replayed,
+                )
+            ).SerializeToString()
+            async for data in self._live():
+                yield data
+        while s.control:
+            yield s.control.popleft()
+        close = s.closing
+        if close is not None and close.status != "OK":
+            exc = AgentnetError(close.message, close.reason)
+            exc.status = close.status
+            yield encode.error_event(exc, fatal=True).SerializeToString()
+
+    async def _live(self) -> AsyncIterator[bytes]:
+        s = self.s
+        cursors = s.cursors
+        while True:
+            if s.control:
+                # One reply, then one delivery: neither a busy sender's acks nor a fan-out
+                # storm starves the other.
+                yield s.control.popleft()
+            if s.closing is not None:
+                return
+            if s.lagging:
+                async for data in self._recover():
+                    yield data
+                continue
+            if s.presence_stale:
+                s.presence_stale = False
+                yield self.roster.presence_snapshot()
+                continue
+            if s.queue:
+                env = s.queue.popleft()
+                cur = cursors.get(env.conv, -1)
+                if cur is not None and cur >= 0 and env.seq == cur + 1:
+                    # The common case, without a generator per delivery. The cursor moves first:
+                    # the client may ack this event before the write returns.
+                    cursors[env.conv] = env.seq
+                    yield encode.encode(env)
+                else:
+                    async for data in self._deliver(env):
+                        yield data
+                continue
+            if s.control:
+                continue
+            s.wake.clear()
+            await s.wake.wait()
+
+    async def _deliver(self, env: Envelope) -> AsyncIterator[bytes]:
+        cursors = self.s.cursors
+        cur = cursors.get(env.conv, -1)
+        if cur is None:
+            return  # left that group
+        if cur == -1:
+            if not await self._adopt(env.conv):
+                return
+            cur = cursors[env.conv]
+            if cur is None:
+                return
+        if env.seq <= cur:
+            return
+        if env.seq > cur + 1:
+            async for data in self._catch_up(env.conv, env.seq - 1):
+                yield data
+            cur = cursors.get(env.conv)
+            if cur is None or env.seq <= cur:
+                return
+        cursors[env.conv] = env.seq
+        yield encode.encode(env)
+
+    async def _adopt(self, conv: str) -> bool:
+        """Start a cursor for a conversation this stream has not seen: a new direct-message pair
+        from 0, a group from the join point the store has (None if the agent is not a member)."""
+        cursors = self.s.cursors
+        if conv.startswith((DM_PREFIX, INBOX_PREFIX)):
+            cursors.setdefault(conv, 0)
+            return True
+        joined = await self.net.joined_seq(self.s.agent_id, conv)
+        cursors.setdefault(conv, joined)
+        return cursors[conv] is not None
+
+    async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[bytes]:
+        """Deliver from the store after this stream's cursor, until the store has no more (or upto)."""
+        s = self.s
+        while True:
+            cur = s.cursors.get(conv)
+            if cur is None or (upto is not None and cur >= upto):
+                return
+            envs = await self.net.fetch(s.agent_id, conv, cur, REPLAY_PAGE)
+            full_page = len(envs) == REPLAY_PAGE
+            cur = s.cursors.get(conv)
+            if cur is None:
+                return
+            envs = [e for e in envs if e.seq > cur]
+            if not envs:
+                if upto is not None and cur < upto and not full_page:
+                    # Seqs up to `upto` exist (one was delivered or is the head) but the store has
+                    # none of them after the cursor: deleted by retention. Say so, then go on.
+                    yield self._gap(conv, cur + 1, upto)
+                return
+            for env in envs:
+                # Every yield lets the reader run: if it left (or re-joined) the conversation
+                # meanwhile, the cursor is no longer ours to move.
+                if env.seq != cur + 1:
+                    gap = self._gap(conv, cur + 1, env.seq - 1)
+                    cur = env.seq - 1
+                    yield gap
+                    if s.cursors.get(conv) != cur:
+                        return
+                s.cursors[conv] = cur = env.seq
+                self.replayed += 1
+                yield encode.encode(env)
+                if s.cursors.get(conv) != cur:
+                    return
+            while s.control:
+                yield s.control.popleft()
+            if not full_page:
+                return
+
+    def _gap(self, conv: str, first: int, last: int) -> bytes:
+        """History this stream can no longer deliver (deleted by retention): tell the client and
+        move the cursor past it, so nothing is skipped silently."""
+        self.s.cursors[conv] = last
+        log.info("session %s (%s): %s #%d-#%d no longer stored", self.s.id, self.s.agent_id, conv, first, last)
+        return events_pb2.ServerEvent(
+            history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
+        ).SerializeToString()
+
+    async def _replay(self) -> AsyncIterator[bytes]:
+        while self.s.control:
+            yield self.s.control.popleft()
+        for conv in list(self.s.cursors):
+            async for data in self._catch_up_past(conv, self.heads.get(conv, 0)):
+                yield data
+
+    async def _catch_up_past(self, conv: str, known: int) -> AsyncIterator[bytes]:
+        """Catch up from the store. `known` is a seq that was committed (a head, or a delivery
+        that was dropped): if the store ends before it, the rest was deleted: a gap."""
+        async for data in self._catch_up(conv):
+            yield data
+        cur = self.s.cursors.get(conv)
+        if cur is not None and cur < known:
+            async for data in self._catch_up(conv, known):
+                yield data
+
+    async def _recover(self) -> AsyncIterator[bytes]:
+        """The queue overflowed: drop it and catch up from the store, then go live again."""
+        s = self.s
+        convs = {env.conv for env in s.queue} | set(s.cursors) | s.dropped_convs
+        s.dropped_convs = set()
+        s.queue.clear()
+        s.lagging = False
+        log.info(
+            "session %s (%s) fell behind; catching up from the store (%d dropped so far)", s.id, s.agent_id, s.dropped
+        )
+        # The heads now: what was dropped while lagging may have been deleted by retention since.
+        heads = await self.net.heads(s.agent_id)
+        for conv in convs:
+            if conv.startswith(GROUP_PREFIX) and conv not in heads:
+                continue  # not a member any more (perhaps left through another replica)
+            if conv not in s.cursors and not await self._adopt(conv):
+                continue
+            async for data in self._catch_up_past(conv, heads.get(conv, 0)):
+                yield data
+        s.presence_stale = True
