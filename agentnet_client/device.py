@@ -92,7 +92,7 @@ def load_device(folder: str | os.PathLike[str]) -> Device:
 
 
 def channel_options(keepalive: float = 10.0) -> list[tuple[str, Any]]:
-    """Client transport settings consistent with the server's ping policy (FIELD_NOTES)."""
+    """Client transport settings consistent with the server's ping policy (docs/architecture.md, Transport notes)."""
     return [
         ("grpc.keepalive_time_ms", int(keepalive * 1000)),
         ("grpc.keepalive_timeout_ms", 5000),

@@ -103,7 +103,7 @@ def _gated(handle: Any, readiness: Readiness) -> Any:
 
 
 def server_options(s: Settings) -> list[tuple[str, Any]]:
-    """Transport settings from FIELD_NOTES: notice dead links in seconds, never share the port,
+    """Transport settings (docs/architecture.md, Transport notes): notice dead links in seconds, never share the port,
     do not refuse reconnect storms."""
     return [
         ("grpc.keepalive_time_ms", int(s.keepalive_time * 1000)),

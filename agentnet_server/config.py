@@ -68,7 +68,7 @@ class Settings:
     prune_interval: float = 3600.0
     # Graceful shutdown: open streams get this long after being told.
     shutdown_grace: float = 5.0
-    # gRPC transport keepalive (see FIELD_NOTES: set ping timeout explicitly).
+    # gRPC transport keepalive (docs/architecture.md, Transport notes: set the ping timeout explicitly).
     keepalive_time: float = 10.0
     keepalive_timeout: float = 5.0
     max_message_bytes: int = 1024 * 1024

@@ -61,7 +61,7 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
-    # P-256: Ed25519 keys fail the TLS handshake in grpc (FIELD_NOTES).
+    # P-256: Ed25519 keys fail the TLS handshake in grpc (docs/architecture.md, Transport notes).
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -159,7 +159,7 @@ def _builder(
 
 @dataclasses.dataclass(frozen=True)
 class CertsDir:
-    """The layout of a certificates folder (DESIGN.md §4)."""
+    """The layout of a certificates folder (docs/architecture.md, Conventions)."""
 
     root: pathlib.Path
 

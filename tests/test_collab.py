@@ -1,4 +1,4 @@
-"""Mentions, the unread inbox, receipts and tasks (DESIGN.md §2 guarantees 6-9) against the real server."""
+"""Mentions, the unread inbox, receipts and tasks (docs/architecture.md guarantees 6-9) against the real server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §2 guarantees 1-5, 10 and 11 against the real server: commit before ack, idempotent
+"""docs/architecture.md guarantees 1-5, 10 and 11 against the real server: commit before ack, idempotent
 send, gap-free order, resume from cursors, offline delivery from the log, bounded presence and
 slow consumers that hurt nobody."""
 

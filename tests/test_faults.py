@@ -1,4 +1,4 @@
-"""Fault injection against the real server (DESIGN.md §2): kill -9 under load from several
+"""Fault injection against the real server (docs/architecture.md, Guarantees): kill -9 under load from several
 clients, a link that freezes, slow readers among fast ones, a store that refuses writes.
 
 Each test is bounded; none asserts on speed. The single-client versions live in

@@ -1,4 +1,4 @@
-"""History retention (DESIGN.md §2: nothing is skipped silently). With --retention-days the server
+"""History retention (docs/architecture.md guarantee 4: nothing is skipped silently). With --retention-days the server
 deletes old messages and inbox entries; a session that resumes across deleted history gets a
 history_gap event for exactly that range, then everything still stored, in order, once."""
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §2 guarantee 12 and issue 5: identity, revocation, certificates, signatures, limits."""
+"""docs/architecture.md guarantee 12 and issue 5: identity, revocation, certificates, signatures, limits."""
 
 from __future__ import annotations
 

@@ -302,7 +302,7 @@ async def test_prune_history_deletes_the_oldest_in_batches_and_seqs_go_on(db: Da
     # Nothing newer than the cutoff is touched.
     assert await db.write(ops.prune_history, cutoff, 100) == (0, 0)
     assert [m.seq for m in await db.read(ops.messages_after, conv, 0, 100)] == [6]
-    # (sender, client_msg_id) stays taken after its message is deleted (DESIGN.md §2.2): a late
+    # (sender, client_msg_id) stays taken after its message is deleted (docs/architecture.md guarantee 2): a late
     # resend is the original's duplicate, a reuse for other content is refused.
     late = await _send(db, "a", conv, "c1")
     assert (late.duplicate, late.message.conversation, late.message.seq) == (True, conv, 2)
