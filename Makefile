@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test proto proto-check certs lint fmt bench soak openapi clean test-openclaw
+.PHONY: help setup system-deps run test proto proto-check certs lint fmt bench soak openapi clean test-openclaw
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ certs: $(STAMP) ## Create the CA and server certificate; DEVICE=<id> also enroll
 run: $(STAMP) ## Set up, make certificates and run the server on the embedded SQLite store
 	@$(BIN)/agentnet-server certs --certs $(CERTS) --quiet
 	$(BIN)/agentnet-server serve --certs $(CERTS)
+
+system-deps: ## Debian packages some tests use (systemd-analyze for the unit checks); needs root
+	@command -v systemd-analyze >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd)
 
 proto: $(STAMP) ## Regenerate generated/ from protos/
 	$(BIN)/python scripts/genproto.py --out generated

@@ -203,10 +203,16 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             overrides[name] = getattr(ns, name)
     settings = _settings(ns, **overrides)
     _log_setup(settings.log_level, settings.log_format)
+    from .backup import exclusive
     from .logs import audit_to
 
     audit_to(settings.audit_log)
-    return asyncio.run(_serve(settings, ns.ready_file))
+    db_file = config.sqlite_path(settings.db)
+    if db_file is None:
+        return asyncio.run(_serve(settings, ns.ready_file))
+    # One server per SQLite file (a second one would split the live sessions between two hubs).
+    with exclusive(db_file, "stop it first or give this one another --data-dir / --db"):
+        return asyncio.run(_serve(settings, ns.ready_file))
 
 
 # -- certificates -------------------------------------------------------------------------------
@@ -367,6 +373,47 @@ def _version() -> str:
         return "unknown"
 
 
+def _sqlite_only(settings: config.Settings, what: str) -> pathlib.Path:
+    path = config.sqlite_path(settings.db)
+    if path is None:
+        raise ValueError(
+            f"{what} handles the SQLite store; for PostgreSQL use its tools: pg_dump --format=custom "
+            f"--file agentnet.dump '{redact(settings.db)}' and pg_restore --clean --dbname ... (docs/operations.md)"
+        )
+    return path
+
+
+def cmd_backup(ns: argparse.Namespace) -> int:
+    """A consistent copy of the live database (SQLite online backup), while the server runs."""
+    from . import backup
+
+    settings = _settings(ns)
+    db_file = _sqlite_only(settings, "backup")
+    if not db_file.exists():
+        raise ValueError(f"no database at {db_file}; pass --data-dir, --db or --config")
+    out = pathlib.Path(ns.out)
+    version = backup.backup(db_file, out)
+    _audit(settings, "store.backup", file=str(out.resolve()))
+    print(f"backed up {db_file} (schema v{version}) to {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_restore(ns: argparse.Namespace) -> int:
+    """Put a backup in place of the database of a stopped server."""
+    from . import backup
+
+    settings = _settings(ns)
+    db_file = _sqlite_only(settings, "restore")
+    version, kept = backup.restore(pathlib.Path(ns.backup), db_file, ns.force)
+    _audit(settings, "store.restore", file=str(pathlib.Path(ns.backup).resolve()))
+    print(
+        f"restored {ns.backup} (schema v{version}) to {db_file}"
+        + (f"; the previous database is kept as {kept}" if kept else "")
+        + ". Start the server; it upgrades an older schema on start."
+    )
+    return 0
+
+
 def cmd_config(ns: argparse.Namespace) -> int:
     """Print the effective settings as TOML, with where each value came from."""
     loaded = _loaded(ns)
@@ -476,6 +523,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--http-addr")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("backup", help="write a consistent copy of the SQLite database while the server runs")
+    _common(p)
+    p.add_argument("out", help="the backup file to write (never overwritten)")
+    p.set_defaults(fn=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace a stopped server's SQLite database with a backup")
+    _common(p)
+    p.add_argument("backup", help="a file written by `agentnet-server backup`")
+    p.add_argument("--force", action="store_true", help="replace an existing database (it is kept beside it)")
+    p.set_defaults(fn=cmd_restore)
 
     p = sub.add_parser("revoke", help="revoke a device: refused from now on, live sessions end within seconds")
     _common(p)

@@ -3,6 +3,7 @@ and audit logs without message text, certificate expiry warnings, certificate re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ from cryptography import x509
 
 from agentnet_server import pki
 from agentnet_server.process import ServerProcess, serve_args
+from tests.conftest import Clients
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -138,3 +140,59 @@ def test_logs_audit_expiry_warnings_and_sighup_reload(tmp_path: pathlib.Path) ->
     assert stat.S_IMODE(audit_file.stat().st_mode) == 0o600
     actions = [json.loads(line)["audit"]["action"] for line in audit_file.read_text().splitlines()]
     assert actions == ["device.enroll", "device.enroll", "agent.register", "group.join", "group.leave"]
+
+
+async def test_backup_under_load_restores_every_acknowledged_message(
+    clients: Clients, make_server, tmp_path: pathlib.Path
+) -> None:  # type: ignore[no-untyped-def]
+    server = clients.server
+    sender = await clients.live("laoxing-vps", "laoxing")
+    await sender.join("load", create=True)
+    acked: list[tuple[int, str]] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        i = 0
+        while not stop.is_set():
+            text = f"load {i}"
+            ack = await sender.send(text, group_id="load")
+            acked.append((ack.seq, text))
+            i += 1
+
+    task = asyncio.create_task(load())
+    while len(acked) < 50:
+        await asyncio.sleep(0.02)
+    out = tmp_path / "agentnet-backup.db"
+    before = list(acked)  # acknowledged before the backup started
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "agentnet-server"),
+        "backup",
+        str(out),
+        "--db",
+        server.db,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    assert "backed up" in stdout.decode()
+    while len(acked) < len(before) + 20:  # the load went on during and after the backup
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    # Restoring under the running server is refused; a backup is never overwritten.
+    r = server_cli("restore", str(out), "--db", server.db, "--force")
+    assert r.returncode == 2 and "in use by a running agentnet-server" in r.stderr
+    assert server_cli("backup", str(out), "--db", server.db).returncode == 2
+    # Restore into a new place and serve it: every message acknowledged before the backup is there.
+    restored_db = f"sqlite:///{tmp_path / 'restored' / 'agentnet.db'}"
+    r = server_cli("restore", str(out), "--db", restored_db)
+    assert r.returncode == 0, r.stderr
+    restored = make_server(db=restored_db)
+    reader = await clients.make("laoxing-vps", connect=False, addr=restored.addr)
+    history = await reader.history(group_id="load", agent_id="laoxing", limit=100_000)
+    got = [(m.seq, m.content) for m in history]
+    assert got[: len(before)] == before
+    assert [seq for seq, _ in got] == list(range(1, len(got) + 1))  # gap-free
+    assert set(got) <= set(acked)
