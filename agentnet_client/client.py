@@ -18,6 +18,7 @@ from .device import DEFAULT_SERVER, Device, load_device, secure_channel
 from .errors import AgentnetError, explain_transport, permanent_transport
 from .session import AgentProfile, Backoff, SessionClient, State, make_send
 from .signing import Signer, Verification, Verifier
+from .targets import Targets
 
 T = TypeVar("T")
 
@@ -60,8 +61,10 @@ class Client:
         verify: bool = True,
         reject_invalid: bool = False,
         connect_timeout: float = 10.0,
+        rebalance: float = 60.0,
     ) -> None:
         self.server, folder = settings_from_env(server, device_dir)
+        self._rebalance = rebalance
         self.device: Device = load_device(folder)
         self.device.check_valid()
         self.server_name = server_name
@@ -101,8 +104,9 @@ class Client:
 
     async def open(self, connect: bool = True) -> None:
         """Open the unary channel and, when an agent is set, start its live session."""
-        self._channel = secure_channel(self.server, self.device, self.server_name)
-        self.stub = service_pb2_grpc.AgentNetStub(self._channel)
+        # `server` may list several addresses (targets.py): unary calls move down the list too.
+        self._targets = Targets(self.server, self.server_name, seed=self.device.id)
+        self._dial()
         path = self.cache_path()
         if path is not None:
             self.cache = Cache(path)
@@ -120,8 +124,31 @@ class Client:
                 verifier=self.verifier,
                 reject_invalid=self._reject_invalid,
                 connect_timeout=self._connect_timeout,
+                rebalance=self._rebalance,
             )
             self.session.start()
+
+    def _dial(self) -> None:
+        self._target = self._targets.pick()
+        self._channel = secure_channel(self._target.addr, self.device, self._target.name)
+        self.stub = service_pb2_grpc.AgentNetStub(self._channel)
+
+    async def _next_address(self) -> None:
+        """A unary call found its address unavailable: the next one in the list."""
+        if not self._targets.several:
+            return
+        self._targets.failed(self._target)
+        old = self._channel
+        self._dial()
+        if old is not None:
+            await old.close(grace=None)
+
+    def _rebind(self, fn: Any) -> Any:
+        """The same RPC on the current channel (after moving to another address)."""
+        method = getattr(fn, "_method", None)  # b"/agentnet.v1.AgentNet/Name" on grpc.aio callables
+        if isinstance(method, bytes):
+            return getattr(self._stub(), method.decode().rsplit("/", 1)[-1], fn)
+        return fn
 
     async def close(self) -> None:
         if self.session is not None:
@@ -255,6 +282,9 @@ class Client:
                 err = AgentnetError.from_rpc(exc)
                 attempt += 1
                 retry = err.status == "UNAVAILABLE" and not permanent_transport(err.message)
+                if retry:
+                    await self._next_address()
+                    fn = self._rebind(fn)
                 if idempotent and retry and attempt < IDEMPOTENT_RETRIES:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                     continue

@@ -28,6 +28,7 @@ from .cache import Cache
 from .device import Device, secure_channel
 from .errors import AgentnetError, ConnectionLost, NotConnected
 from .signing import Verification, Verifier
+from .targets import Target, Targets
 from .wire import inbox_conv
 
 log = logging.getLogger("agentnet.client")
@@ -107,6 +108,20 @@ def make_send(
     return sm
 
 
+async def serving(target: Target, device: Device, timeout: float = 2.0) -> bool:
+    """Whether the server at `target` answers gRPC health SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = secure_channel(target.addr, device, target.name)
+    try:
+        resp = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+    except (grpc.aio.AioRpcError, OSError):
+        return False
+    finally:
+        await channel.close(grace=None)
+
+
 def sequenced(event: events_pb2.ServerEvent, agent_id: str) -> tuple[str, int] | None:
     """(conversation, seq) of a sequenced event, else None."""
     kind = event.WhichOneof("event")
@@ -143,8 +158,13 @@ class SessionClient:
         verifier: Verifier | None = None,
         reject_invalid: bool = False,
         task_signer: Callable[..., tuple[bytes, int]] | None = None,
+        rebalance: float = 60.0,
     ) -> None:
         self.server = server
+        # Several addresses: failover in order, and back to this client's own address (targets.py).
+        self.targets = Targets(server, server_name, seed=f"{device.id}/{agent.id}")
+        self.target: Target | None = None
+        self.rebalance = rebalance
         self.device = device
         self.agent = agent
         self.cache = cache
@@ -189,6 +209,7 @@ class SessionClient:
         self._ack_dirty = False
         self._last_recv = time.monotonic()
         self._reading = False
+        self._moving = False  # leaving a live stream on purpose (drifting home), not a failure
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -436,13 +457,22 @@ class SessionClient:
                 self._fail_requests(ConnectionLost())
             if self._closing:
                 break
-            delay = self.backoff.next()
+            if self.target is not None and self.targets.several and not self._moving:
+                # Refused or dropped: the next attempt goes down the list, without waiting while
+                # another address may serve.
+                self.targets.failed(self.target)
+            self._moving = False
+            if self.targets.several and not self.targets.all_cooling():
+                delay = random.uniform(0, 0.05)
+            else:
+                delay = self.backoff.next()
             await self._set_state(State.BACKING_OFF)
             await asyncio.sleep(delay)
 
     async def _connect_once(self) -> None:
         self.device.check_valid()
-        channel = secure_channel(self.server, self.device, self.server_name)
+        self.target = target = self.targets.pick()
+        channel = secure_channel(target.addr, self.device, target.name)
         helpers: list[asyncio.Task[None]] = []
         try:
             stub = service_pb2_grpc.AgentNetStub(channel)
@@ -468,6 +498,8 @@ class SessionClient:
             self._phase_started = time.monotonic()
             helpers.append(asyncio.create_task(self._heartbeats()))
             helpers.append(asyncio.create_task(self._acks()))
+            if self.targets.several:
+                helpers.append(asyncio.create_task(self._drift_home(call, target)))
             while True:
                 self._reading = True
                 ev = await call.read()
@@ -491,6 +523,21 @@ class SessionClient:
                     pass
             self._call = None
             await channel.close(grace=None)
+
+    async def _drift_home(self, call: Any, target: Target) -> None:
+        """Live on another replica than this client's own: now and then, ask whether its own
+        serves again (gRPC health) and move back, so the load returns to balance."""
+        while True:
+            await asyncio.sleep(self.rebalance * random.uniform(0.5, 1.5))
+            home = self.targets.home
+            if target == home or self.state != State.LIVE:
+                continue
+            if await serving(home, self.device):
+                log.info("agentnet session for %s: moving back to %s", self.agent.id, home.addr)
+                self.targets.succeeded(home)
+                self._moving = True
+                self._abandon(call)
+                return
 
     async def _watchdog(self, call: Any) -> None:
         """Cancel the call when registration does not finish within connect_timeout (a link that
@@ -641,6 +688,8 @@ class SessionClient:
                     if self.cache is not None:
                         self.cache.reset_cursor(head.conversation, head.seq)
             self.backoff.reset()
+            if self.target is not None:
+                self.targets.succeeded(self.target)
             await self._set_state(State.LIVE)
         elif kind == "agent_list":
             self.presence = {a.id: a.online for a in ev.agent_list.agents}
