@@ -30,8 +30,9 @@ run: $(STAMP) ## Set up, make certificates and run the server on the embedded SQ
 	@$(BIN)/agentnet-server certs --certs $(CERTS) --quiet
 	$(BIN)/agentnet-server serve --certs $(CERTS)
 
-system-deps: ## Debian packages some tests use (systemd-analyze for the unit checks); needs root
+system-deps: ## Debian packages some tests use (systemd-analyze for the unit checks, haproxy for the load-balancer test); needs root
 	@command -v systemd-analyze >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd)
+	@command -v haproxy >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy)
 
 proto: $(STAMP) ## Regenerate generated/ from protos/
 	$(BIN)/python scripts/genproto.py --out generated

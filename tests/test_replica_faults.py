@@ -389,3 +389,76 @@ async def test_clients_with_several_addresses_fail_over_within_2s_and_drift_back
             assert [m.seq for m in got] == after
     finally:
         await cs.close_all()
+
+
+HAPROXY_CFG = pathlib.Path(__file__).resolve().parent.parent / "contrib" / "haproxy" / "agentnet.cfg"
+
+
+def start_haproxy(binary: str, env: dict[str, str], log_path: pathlib.Path) -> tuple[subprocess.Popen[bytes], Any]:
+    """The repository's HAProxy config, in the foreground, logging to a file."""
+    log = open(log_path, "wb")  # noqa: SIM115 - the caller closes it
+    return subprocess.Popen([binary, "-db", "-f", str(HAPROXY_CFG)], env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _metric(srv: ServerProc, name: str) -> float:
+    for line in http_status(srv, "/metrics")[1].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_haproxy_passes_client_certificates_through_and_drops_an_unready_replica(
+    make_server: Any, private_pg: Cluster, tmp_path: pathlib.Path
+) -> None:
+    """HAProxy (Debian's) in TCP mode with the repository's config in front of two replicas:
+    devices are identified by their own certificates through it, and a replica whose /readyz
+    fails (its store stopped) is taken out: every client ends up live on the other one."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        pytest.skip("haproxy is not installed (`make system-deps` installs it)")
+    flaky = make_server(db=private_pg.new_database(), store_outage_grace=1.0)
+    steady = make_server()  # its own SQLite store: only the route is under test here
+    lb = f"127.0.0.1:{_free_port()}"
+    env = dict(
+        os.environ,
+        AGENTNET_LB_BIND=lb,
+        AGENTNET_REPLICA1=flaky.addr,
+        AGENTNET_REPLICA1_HEALTH_PORT=str(flaky.health_port),
+        AGENTNET_REPLICA2=steady.addr,
+        AGENTNET_REPLICA2_HEALTH_PORT=str(steady.health_port),
+    )
+    proxy, log = start_haproxy(haproxy, env, tmp_path / "haproxy.log")
+    cs = Clients(steady.certs, steady, steady.workdir)
+    stopped = False
+    try:
+        await asyncio.sleep(1.5)  # two good checks of each replica
+        assert proxy.poll() is None, (tmp_path / "haproxy.log").read_text()
+        devices = ("laoxing-vps", "xiaoxing-mac", "xiaojin-mini", "d4", "d5", "d6")
+        members = [await cs.live(d, f"lb-{i}", addr=lb) for i, d in enumerate(devices)]
+        for i, m in enumerate(members):
+            # The server took the identity from the certificate that came through the proxy.
+            assert m.session is not None and m.session.registered is not None
+            agent = await m.get_agent(f"lb-{i}")
+            assert devices[i] in agent.devices
+        assert _metric(flaky, "agentnet_sessions") >= 1 and _metric(steady, "agentnet_sessions") >= 1
+        private_pg.stop("fast")
+        stopped = True
+        await until(lambda: http_status(flaky, "/readyz")[0] == 503, timeout=10)
+        await until(lambda: _metric(steady, "agentnet_sessions") == len(members), timeout=20)
+        await until(lambda: all(m.state.value == "live" for m in members), timeout=10)
+        assert _metric(flaky, "agentnet_sessions") == 0
+        # New connections avoid it too: with leastconn an idle replica would be first in line,
+        # so these land on the steady one only because HAProxy took the other one out.
+        through_lb = ServerProc(steady.certs, "", tmp_path)
+        through_lb.port = int(lb.rsplit(":", 1)[1])
+        for _ in range(4):
+            assert await grpc_health(through_lb, cs.device_dir("d4")) == "SERVING"
+        ack = await asyncio.wait_for(members[0].send("still here", to_agent="lb-1"), 20)
+        assert ack.seq >= 1
+    finally:
+        await cs.close_all()
+        proxy.terminate()
+        proxy.wait(10)
+        log.close()
+        if stopped:
+            private_pg.start()
