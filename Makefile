@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 CERTS ?= certs
 DEVICE ?=
 HOST ?=
+FORCE ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
@@ -17,14 +18,17 @@ help: ## List the targets
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentnet needs Python >= 3.11")'
+	@echo "make: installing agentnet and its tools into $(VENV) (the first time takes a few minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]' \
+		| grep --line-buffered -E '^(Collecting|Successfully|ERROR)'; exit $${PIPESTATUS[0]}
 	@touch $@
+	@echo "make: installed; the commands are in $(VENV)/bin (activate with: . $(VENV)/bin/activate)"
 
 setup: $(STAMP) ## Create .venv and install agentnet with its dev tools (editable)
 
-certs: $(STAMP) ## Create the CA and server certificate; DEVICE=<id> also enrolls a device
-	$(BIN)/agentnet-server certs --certs $(CERTS) $(if $(HOST),--host $(HOST)) $(if $(DEVICE),--device $(DEVICE))
+certs: $(STAMP) ## Create the CA and server certificate; HOST=<name> adds a name, DEVICE=<id> [FORCE=1] enrolls a device
+	$(BIN)/agentnet-server certs --certs $(CERTS) $(if $(HOST),--host $(HOST)) $(if $(DEVICE),--device $(DEVICE)) $(if $(FORCE),--force)
 
 run: $(STAMP) ## Set up, make certificates and run the server on the embedded SQLite store
 	@$(BIN)/agentnet-server certs --certs $(CERTS) --quiet

@@ -359,7 +359,8 @@ def cmd_revoke(ns: argparse.Namespace) -> int:
         db.close()
     print(
         f"revoked device {ns.device!r} ({n} certificate(s)); a running server ends its sessions within "
-        f"{settings.revocation_poll + 1:g} s. Re-enroll with `make certs DEVICE={ns.device} --force`."
+        f"{settings.revocation_poll + 1:g} s. Re-enroll with `make certs DEVICE={ns.device} FORCE=1` "
+        f"(or agentnet-server certs --device {ns.device} --force)."
     )
     return 0
 
