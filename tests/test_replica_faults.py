@@ -1,7 +1,8 @@
 """Replicas that survive their database (docs/deploy.md): every store connection that dies is
 replaced, the replica stops serving until it has resynchronised, and no acknowledged message is
 lost or delivered twice. Faults are real: backends terminated on the shared PostgreSQL (only
-this test's own database), and a private PostgreSQL cluster stopped and started again."""
+this test's own database), and a private PostgreSQL cluster stopped and started again.
+The longer scenarios carry the `replicas` marker (`make test-replicas`, run by CI)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ async def exactly_once(client: Any, conv: str, acked: list[int]) -> None:
         await collect(client, "message", 1, conv=conv, timeout=0.5)
 
 
+@pytest.mark.replicas
 async def test_terminated_connections_of_each_kind_lose_nothing(make_server: Any, pg_database: str) -> None:
     base = postgres_url()
     assert base is not None
@@ -187,6 +189,7 @@ async def grpc_health(srv: ServerProc, device_dir: pathlib.Path) -> str:
         await channel.close()
 
 
+@pytest.mark.replicas
 async def test_replicas_recover_from_a_postgresql_restart_under_load(make_server: Any, private_pg: Cluster) -> None:
     url = private_pg.new_database()
     one, two = make_server(db=url), make_server(db=url)
@@ -226,6 +229,7 @@ async def test_replicas_recover_from_a_postgresql_restart_under_load(make_server
         await cs.close_all()
 
 
+@pytest.mark.replicas
 async def test_presence_of_300_agents_with_long_ids_reaches_the_other_replica(
     make_server: Any, pg_database: str
 ) -> None:
@@ -341,6 +345,7 @@ async def test_a_locked_conversation_fails_fast_and_others_keep_flowing(make_ser
         await cs.close_all()
 
 
+@pytest.mark.replicas
 async def test_clients_with_several_addresses_fail_over_within_2s_and_drift_back(
     make_server: Any, pg_database: str
 ) -> None:
@@ -407,6 +412,7 @@ def _metric(srv: ServerProc, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
+@pytest.mark.replicas
 async def test_haproxy_passes_client_certificates_through_and_drops_an_unready_replica(
     make_server: Any, private_pg: Cluster, tmp_path: pathlib.Path
 ) -> None:
