@@ -215,7 +215,7 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
         assert answer.content.startswith("on it:") and "please check the deploy" in answer.content
         assert await lao.verify(answer) is Verification.VERIFIED
         turn = gw.turns[0]
-        assert turn["session"] == "agentnet:group:dev-team"
+        assert turn["session"] == "agentnet:xiaoxing:group:dev-team"
         text = turn["input"]
         assert '老邢 (@laoxing) mentioned you in the group "Dev team" (#dev-team)' in text
         assert "Members of #dev-team: 老邢 (@laoxing), 小邢 (@xiaoxing, you)" in text
@@ -228,7 +228,7 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
         ask2 = await lao.send("@小邢 and the disk?", group_id="dev-team")
         await until(lambda: len(gw.turns) == 2, timeout=30)
         second = gw.turns[1]
-        assert second["session"] == "agentnet:group:dev-team"
+        assert second["session"] == "agentnet:xiaoxing:group:dev-team"
         assert "fyi the build is green" in second["input"] and "please check the deploy" not in second["input"]
         assert f"#{ask2.seq} 老邢 (@laoxing): @小邢 and the disk?   ← for you" in second["input"]
         replies = await _wait_messages(lao, "xiaoxing", 2, group_id="dev-team")
@@ -238,7 +238,7 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
         dm = await lao.send("can you restart nginx?", to_agent="xiaoxing")
         [dm_answer] = await _wait_messages(lao, "xiaoxing", 1, peer_id="xiaoxing")
         assert (dm_answer.reply_to, dm_answer.auto_hops, dm_answer.recipient) == (dm.seq, 1, "laoxing")
-        assert gw.turns[-1]["session"] == f"agentnet:{dm.conversation}"
+        assert gw.turns[-1]["session"] == f"agentnet:xiaoxing:{dm.conversation}"
         assert "Direct message from 老邢 (@laoxing)" in gw.turns[-1]["input"]
 
         # The agent chose silence: nothing is posted.
@@ -257,8 +257,8 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
             priority=resources_pb2.TASK_PRIORITY_HIGH,
             due_time=due,
         )
-        await until(lambda: any(t["session"] == f"agentnet:task:{task.id}" for t in gw.turns), timeout=30)
-        tin = next(t["input"] for t in gw.turns if t["session"] == f"agentnet:task:{task.id}")
+        await until(lambda: any(t["session"] == f"agentnet:xiaoxing:task:{task.id}" for t in gw.turns), timeout=30)
+        tin = next(t["input"] for t in gw.turns if t["session"] == f"agentnet:xiaoxing:task:{task.id}")
         for part in (
             "Title: rotate the keys",
             "all three devices",
@@ -279,8 +279,8 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
         async with unary(clients, "xiaoxing-mac") as u:
             mine = await u.create_task("write the notes", "laoxing", agent_id="xiaoxing")
         await lao.update_task(mine.id, status=resources_pb2.TASK_STATUS_ACCEPTED)
-        await until(lambda: any(t["session"] == f"agentnet:task:{mine.id}" for t in gw.turns), timeout=30)
-        report = next(t["input"] for t in gw.turns if t["session"] == f"agentnet:task:{mine.id}")
+        await until(lambda: any(t["session"] == f"agentnet:xiaoxing:task:{mine.id}" for t in gw.turns), timeout=30)
+        report = next(t["input"] for t in gw.turns if t["session"] == f"agentnet:xiaoxing:task:{mine.id}")
         assert f'Your task {mine.id} "write the notes" is now accepted (changed by 老邢 (@laoxing))' in report
 
         # Stop (SIGTERM: within 2 s, no traceback) and start again: nothing is answered twice.

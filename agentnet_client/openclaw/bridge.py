@@ -449,7 +449,7 @@ class Bridge:
                 self.stats.request_sent.setdefault(i.key, t0)
             self._set_busy(session)
             try:
-                return await self.gw.turn(session_key(session), text)  # type: ignore[union-attr]
+                return await self.gw.turn(session_key(self.me, session), text)  # type: ignore[union-attr]
             except GatewayUnavailable:
                 self.busy.pop(session, None)  # items arriving during the outage keep a turn each
                 raise

@@ -237,9 +237,10 @@ def task_turn(items: Sequence[Item], me: str, directory: Directory, agentnet: st
     return "\n".join(lines)
 
 
-def session_key(session: str) -> str:
-    """The OpenClaw session key of an agentnet conversation (stable, one per conversation)."""
-    return "agentnet:" + session
+def session_key(me: str, session: str) -> str:
+    """The OpenClaw session key of an agentnet conversation: stable, one per conversation and agentnet
+    agent (two agents bridged to one OpenClaw agent keep apart)."""
+    return f"agentnet:{me}:{session}"
 
 
 def unique(values: Iterable[str]) -> list[str]:
