@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InvalidArgument, PermissionDenied
 from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, FeedRec, dm_parties, now_us
 from .db import Tx
-from .ops import _FEED_COLS, _feed
+from .ops.cursors import _FEED_COLS, _feed
 
 
 def inbox_page(tx: Tx, agent_id: str, unread_only: bool, kind: int, before_seq: int, limit: int) -> list[FeedRec]:

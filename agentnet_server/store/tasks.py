@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import Aborted, AlreadyExists, NotFound, PermissionDenied
 from ..records import FeedKind, FeedRec, TaskChangeRec, TaskRec, TaskStatus, now_us
 from .db import Tx
-from .ops import _feed_append
+from .ops.messages import _feed_append
 
 _TASK_COLS = (
     "id, title, description, creator, assignee, group_id, priority, due_time, status, version, result, "
