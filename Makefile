@@ -56,8 +56,9 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format agentnet_server agentnet_client agentnet_bench tests scripts
 	$(BIN)/ruff check --fix agentnet_server agentnet_client agentnet_bench tests scripts
 
-bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC
-	$(BIN)/agentnet bench --targets
+BENCH_POSTGRES ?= $(AGENTNET_TEST_POSTGRES)
+bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC; replicas with BENCH_POSTGRES=URL
+	$(BIN)/agentnet bench --targets $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 
 test-replicas: $(STAMP) ## Replica fault scenarios on PostgreSQL (~2 min; needs AGENTNET_TEST_POSTGRES, haproxy)
 	$(BIN)/python -m pytest -q -m replicas -p no:cacheprovider -o addopts= $(PYTEST_ARGS)

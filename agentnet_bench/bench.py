@@ -36,7 +36,7 @@ from agentnet_server.process import ServerProcess, serve_args
 
 from .load import merge_hists, percentiles
 
-SCENARIOS = ("fanout", "rate", "durable", "storm", "idle")
+SCENARIOS = ("fanout", "rate", "durable", "storm", "idle", "replicas")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 # Sizes: the defaults finish in about a minute on 2 cores; --targets (what `make bench` runs)
@@ -257,10 +257,10 @@ class Bench:
             pki.issue_device(self.certs, f"bench-{i}")
             self.devices.append(str(self.certs.device_dir(f"bench-{i}")))
 
-    def agentnet_server(self, name: str) -> Proc:
+    def agentnet_server(self, name: str, db: str | None = None) -> Proc:
         args = serve_args(
             self.certs.root,
-            f"sqlite:///{self.tmp / (name + '.db')}",
+            db or f"sqlite:///{self.tmp / (name + '.db')}",
             sqlite_synchronous="FULL",
             http_addr="off",
             health_addr="off",
@@ -294,13 +294,17 @@ class Bench:
         concurrency: int = 20,
         jitter: float = 0.0,
         timeout: float | None = None,
+        addrs: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Open sessions, agent i on worker i % procs, with that worker's device."""
+        """Open sessions, agent i on worker i % procs, with that worker's device (and, with
+        `addrs`, on server i % len(addrs))."""
         n = len(self.workers)
 
         def part(i: int) -> dict[str, Any]:
             mine = [
-                {"agent": a, "device": self.devices[i], "groups": g} for k, (a, g) in enumerate(agents) if k % n == i
+                {"agent": a, "device": self.devices[i], "groups": g, "addr": addrs[k % len(addrs)] if addrs else addr}
+                for k, (a, g) in enumerate(agents)
+                if k % n == i
             ]
             return {
                 "set": set_name,
@@ -628,6 +632,70 @@ class Bench:
 
     # -- summary ------------------------------------------------------------------------------
 
+    async def sc_replicas(self) -> None:
+        """Cross-replica fan-out: N replicas on one PostgreSQL database, the senders on the first,
+        the members spread over all of them; against the same load with every member on one
+        replica of the same database. Rounds interleaved; ratio = N replicas / 1 replica."""
+        import psycopg
+
+        base = self.ns.postgres
+        name = f"agentnet_bench_{self.run_id}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.scratch_db = (base, name)
+        url = base.rsplit("/", 1)[0] + "/" + name
+        n = self.ns.replicas
+        self.progress.step(f"starting {n} replicas on PostgreSQL")
+        reps = [self.agentnet_server(f"replica{i}", url) for i in range(n)]
+        self.progress.advance()
+        one_group, spread_group = f"rep1-{self.run_id}", f"repn-{self.run_id}"
+        one = [f"r1-{i:04d}-{self.run_id}" for i in range(self.ns.members)]
+        # Member k on replica k % n: the senders (members 0, n, 2n, ...) all on the first one.
+        spread_members = [f"rn-{i:04d}-{self.run_id}" for i in range(self.ns.members)]
+        self.progress.step("connecting members to the replicas")
+        await self.open_set("rep-1", reps[0].addr, [(a, [one_group]) for a in one])
+        await self.open_set(
+            "rep-n", reps[0].addr, [(a, [spread_group]) for a in spread_members], addrs=[r.addr for r in reps]
+        )
+        self.progress.advance()
+        senders = min(self.ns.senders, len(spread_members[::n]))
+        per = max(1, self.ns.messages // senders)
+        plan_one = [{"sender": a, "group": one_group, "n": per} for a in one[::n][:senders]]
+        plan_spread = [{"sender": a, "group": spread_group, "n": per} for a in spread_members[::n][:senders]]
+        spread_rounds: list[dict[str, Any]] = []
+        one_rounds: list[dict[str, Any]] = []
+        for r in range(self.ns.rounds):
+            for kind in ("spread", "one"):
+                self.progress.step(f"replicas round {r + 1}/{self.ns.rounds}: {n if kind == 'spread' else 1}")
+                set_name, plan = ("rep-n", plan_spread) if kind == "spread" else ("rep-1", plan_one)
+                res = await self.run_load(set_name, reps[0], plan, tag=f"r{r}{kind[0]}", window=self.ns.window)
+                (spread_rounds if kind == "spread" else one_rounds).append(res)
+                self.progress.advance()
+        for set_name in ("rep-1", "rep-n"):
+            await self.all_workers("close", lambda i, s=set_name: {"set": s})  # type: ignore[misc]
+        self.results["replicas"] = self.summarize(
+            spread_rounds,
+            one_rounds,
+            {
+                "replicas": n,
+                "members": self.ns.members,
+                "remote_members": sum(1 for k in range(self.ns.members) if k % n),
+                "senders": senders,
+                "messages_per_round": per * senders,
+                "window_per_sender": self.ns.window,
+            },
+        )
+
+    def drop_scratch_db(self) -> None:
+        scratch = getattr(self, "scratch_db", None)
+        if scratch is None:
+            return
+        import psycopg
+
+        base, name = scratch
+        with contextlib.suppress(psycopg.Error), psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def summarize(self, an: list[dict[str, Any]], raw: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         keys = {
             "sent_per_s": lambda r: r["sent_per_s"],
@@ -743,6 +811,8 @@ class Bench:
             n += 3 if self.ns.no_raw else 4
         if "idle" in self.scenarios:
             n += len(self.ns.idle) * (1 if self.ns.no_raw else 2)
+        if "replicas" in self.scenarios:
+            n += 2 + 2 * self.ns.rounds
         return n
 
     async def run(self) -> dict[str, Any]:
@@ -773,12 +843,15 @@ class Bench:
                 await self.sc_storm()
             if "idle" in self.scenarios:
                 await self.sc_idle()
+            if "replicas" in self.scenarios:
+                await self.sc_replicas()
         finally:
             self.progress.finish()
             for w in self.workers:
                 await w.stop()
             for srv in self.servers:
                 srv.stop()
+            self.drop_scratch_db()
             if self.ns.keep:
                 print(f"bench files kept in {self.tmp}", file=sys.stderr)
             else:
@@ -1007,6 +1080,30 @@ def render(report: dict[str, Any]) -> str:
             f"  connect time agentnet {i['agentnet']['rows'][-1]['connect_seconds']:.1f} s"
             + (f", raw {i['raw']['rows'][-1]['connect_seconds']:.1f} s" if "raw" in i else "")
         )
+    if "replicas" in r:
+        sec = r["replicas"]
+        p = sec["params"]
+        lines.append("")
+        lines.append(
+            f"== cross-replica fan-out on PostgreSQL: {p['replicas']} replicas, {p['members']} members "
+            f"({p['remote_members']} on other replicas than the senders), {p['senders']} senders, "
+            f"{p['messages_per_round']} messages per round; against the same load on 1 replica"
+        )
+        lines.append(f"{'metric':<24} {str(p['replicas']) + ' replicas':>28} {'1 replica':>28} {'ratio':>20}")
+        for k, label, d in rows_spec:
+            if k in ("acks_per_s", "server_cpu_us_per_ack", "server_cpu_us_per_delivery", "server_rss_mib"):
+                continue
+            e = sec[k]
+            lines.append(
+                f"{label:<24} {_cell(e, 'agentnet', d):>28} {_cell(e, 'raw', d):>28} {_cell(e, 'ratio', 2):>20}"
+            )
+        t = sec["totals"]
+        lines.append(
+            f"{'acks / errors':<24} {t['acks']:>20,} / {t['errors']:<5}  duplicates {t['duplicates']}, "
+            f"lost {t['lost']} (1 replica: duplicates {t['raw_duplicates']}, lost {t['raw_lost']})"
+        )
+        if t["last_error"]:
+            lines.append(f"  last error: {' '.join(t['last_error'].split())[:240]}")
     if report["targets"]:
         lines.append("")
         lines.append("== targets")
@@ -1077,6 +1174,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="multiplex the sessions of each load process over N connections (default 0: one TLS connection each)",
     )
     p.add_argument("--no-raw", action="store_true", help="skip the raw transport ceiling")
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get("AGENTNET_BENCH_POSTGRES") or None,
+        metavar="URL",
+        help="PostgreSQL server for the replicas scenario (a scratch database is created and dropped); "
+        "default AGENTNET_BENCH_POSTGRES; without it `all` leaves that scenario out",
+    )
+    p.add_argument("--replicas", type=int, default=3, help="replicas in the replicas scenario (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (logs, databases)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -1084,6 +1189,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def cmd_bench(ns: argparse.Namespace) -> int:
     chosen = ns.scenario or ["all"]
     ns.scenarios = list(SCENARIOS) if "all" in chosen else [s for s in SCENARIOS if s in chosen]
+    if not ns.postgres:
+        if "replicas" in chosen:
+            print("agentnet bench: the replicas scenario needs --postgres URL (a PostgreSQL server)", file=sys.stderr)
+            return 2
+        ns.scenarios = [s for s in ns.scenarios if s != "replicas"]
+    if ns.replicas < 2:
+        print("agentnet bench: --replicas must be >= 2", file=sys.stderr)
+        return 2
     if getattr(ns, "argv", None) is None:
         ns.argv = _argv_after("bench")
     for name, value in SIZES["targets" if ns.targets else "quick"].items():

@@ -470,7 +470,9 @@ class Worker:
     async def cmd_open(self, c: dict[str, Any]) -> dict[str, Any]:
         self.sign = c.get("sign", True)
         self.shared = c.get("shared", 0)
-        sessions = [Lean(self, c["addr"], x["agent"], x["device"], x.get("groups", [])) for x in c["sessions"]]
+        sessions = [
+            Lean(self, x.get("addr", c["addr"]), x["agent"], x["device"], x.get("groups", [])) for x in c["sessions"]
+        ]
         self.sets.setdefault(c["set"], []).extend(sessions)
         sem = asyncio.Semaphore(c.get("concurrency", 20))
         self.refused = 0

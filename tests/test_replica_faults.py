@@ -468,3 +468,25 @@ async def test_haproxy_passes_client_certificates_through_and_drops_an_unready_r
         log.close()
         if stopped:
             private_pg.start()
+
+
+@pytest.mark.replicas
+def test_bench_replicas_scenario_loses_nothing(pg_database: str) -> None:
+    """`agentnet bench --scenario replicas` at toy sizes: three replicas on PostgreSQL, members
+    spread over them, against one replica; figures are not asserted, losses are."""
+    import json
+    import sys
+
+    base = postgres_url()
+    assert base is not None
+    bench = [sys.executable, "-m", "agentnet_bench.bench"]
+    args = ["--scenario", "replicas", "--postgres", base, "--json", "--quiet", "--rounds", "1", "--members", "9"]
+    out = subprocess.run(
+        [*bench, *args, "--senders", "2", "--messages", "30"], capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout)["results"]["replicas"]
+    assert r["params"]["replicas"] == 3 and r["params"]["remote_members"] == 6
+    t = r["totals"]
+    assert (t["duplicates"], t["lost"], t["errors"], t["raw_duplicates"], t["raw_lost"]) == (0, 0, 0, 0, 0), t
+    assert t["acks"] == 30 and r["delivered_per_s"]["ratio"]["median"] > 0
