@@ -488,3 +488,36 @@ async def test_leaving_a_group_during_its_replay_stops_the_replay(clients: Clien
     assert seqs == list(range(1, len(seqs) + 1)), "replay out of order or with gaps"
     assert len(seqs) == before_left, f"{len(seqs) - before_left} messages of the group came after group_left"
     assert not {a.seq for a in after} & set(seqs), "messages sent after the leave were delivered"
+
+
+async def test_a_silent_session_is_closed_without_a_reader_failure(make_server) -> None:  # type: ignore[no-untyped-def]
+    """A client that registers and then says nothing (its connection still open) is closed by the
+    server after 3 heartbeat intervals with UNAVAILABLE; the reader sees the call end, and the
+    server logs no failure."""
+    interval = 0.5
+    server: ServerProc = make_server(heartbeat=interval)
+    dev = load_device(server.certs.device_dir("laoxing-vps"))
+    channel = secure_channel(server.addr, dev)
+    try:
+        raw = channel.stream_stream(
+            "/agentnet.v1.AgentNet/Session",
+            request_serializer=lambda b: b,
+            response_deserializer=events_pb2.ServerEvent.FromString,
+        )
+        for _ in range(2):
+            call = raw()
+            agent = resources_pb2.Agent(id="silent")
+            await call.write(events_pb2.ClientEvent(register=events_pb2.Register(agent=agent)).SerializeToString())
+            kinds = []
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                while True:
+                    ev = await asyncio.wait_for(call.read(), 3 * interval + 10)
+                    kinds.append(ev.WhichOneof("event"))
+            assert "registered" in kinds, kinds
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value
+            assert "no heartbeat" in (ended.value.details() or ""), ended.value
+    finally:
+        await channel.close()
+    logs = server.logs()
+    assert "missed 3 heartbeats" in logs, logs[-3000:]
+    assert "Traceback" not in logs and "reader failed" not in logs, logs[-3000:]

@@ -202,7 +202,11 @@ class Conn:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if isinstance(exc, grpc.aio.AioRpcError) or "cancel" in type(exc).__name__.lower():
+            # The call ended under the reader: the peer went away (AioRpcError, a cancel), or this
+            # side had already ended it (the hub closed the session while the reader was busy with
+            # an event: its next read raises AbortError, or UsageError once the status is sent).
+            ended = (grpc.aio.AioRpcError, grpc.aio.AbortError, grpc.aio.UsageError)
+            if s.closing is not None or isinstance(exc, ended) or "cancel" in type(exc).__name__.lower():
                 s.close("OK", "stream ended", "STREAM_ENDED")
                 return
             log.exception("session %s reader failed", s.id)
