@@ -471,6 +471,7 @@ class SessionClient:
 
     async def _connect_once(self) -> None:
         self.device.check_valid()
+        await self.targets.refresh_if_old()
         self.target = target = self.targets.pick()
         channel = secure_channel(target.addr, self.device, target.name)
         helpers: list[asyncio.Task[None]] = []

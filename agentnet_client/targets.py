@@ -11,6 +11,7 @@ so the load returns to balance after a replica comes back.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import socket
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 DEFAULT_PORT = 50051
+RESOLVE_EVERY = 30.0  # seconds: DNS answers are asked again at a connect after this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Targets:
         self._bad_until: dict[Target, float] = {}
         self._fails: dict[Target, int] = {}
         self._order: list[Target] = []
+        self._resolved_at = 0.0
+        self._names = any(not _is_ip(host) for host, _ in self.entries)
 
     @property
     def several(self) -> bool:
@@ -99,8 +103,14 @@ class Targets:
             self.refresh()
         return self._order
 
+    async def refresh_if_old(self) -> None:
+        """Before a connect: ask DNS again (off the event loop) when the answers are old."""
+        if self._names and time.monotonic() - self._resolved_at > RESOLVE_EVERY:
+            await asyncio.to_thread(self.refresh)
+
     def refresh(self) -> None:
         """Resolve the names again (a DNS change takes effect at the next connect)."""
+        self._resolved_at = time.monotonic()
         out: list[Target] = []
         for host, port in self.entries:
             for target in self._expand(host, port):

@@ -24,7 +24,7 @@ from ..domain.inbox import Inbox, ReadResult
 from ..domain.limits import Limiter
 from ..domain.network import Network, Target
 from ..domain.tasks import Tasks
-from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted
+from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted, StoreUnavailable
 from ..live import encode
 from ..live.delivery import Delivery
 from ..live.hub import Close, Hub, Session
@@ -140,6 +140,10 @@ class Conn:
                 self.failure = close
         except (asyncio.CancelledError, GeneratorExit):
             raise
+        except StoreUnavailable as exc:
+            # The store went away under a catch-up: the client resumes here or elsewhere.
+            log.warning("session %s: %s", s.id, exc.message)
+            self.failure = Close("UNAVAILABLE", f"{exc.message}; reconnect and resume", exc.reason)
         except Exception as exc:
             log.exception("session %s writer failed", s.id)
             self.failure = Close("INTERNAL", f"internal error ({type(exc).__name__}); reconnect", "INTERNAL")
