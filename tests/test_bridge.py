@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import pathlib
 import signal
@@ -516,3 +517,118 @@ async def _wait_messages(
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(got)} of {n} messages from {sender} within {timeout} s")
         await asyncio.sleep(0.1)
+
+
+async def test_setup_applies_config_skill_and_env_and_doctor_finds_each_problem(
+    clients: Clients, tmp_path: pathlib.Path
+) -> None:
+    gw = await FakeGateway().start()
+    await (await clients.live("xiaojin-mini", "jin8", "Jin8")).close()
+    config = tmp_path / "openclaw.json"
+    config.write_text(json.dumps({"gateway": {"port": 18789, "auth": {"mode": "token", "token": TOKEN}}, "x": 1}))
+    skills, env_file = tmp_path / "skills", tmp_path / "agentnet" / "openclaw.env"
+    env = bridge_env(clients, "xiaojin-mini", "jin8") | {"PATH": "/usr/bin:/bin"}
+    env.pop("AGENTNET_OPENCLAW_TOKEN")
+
+    async def agentnet(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN / "agentnet"), "openclaw", *args],
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    common = ("--config", str(config), "--skills-dir", str(skills), "--gateway-url", gw.url)
+    try:
+        dry = await agentnet("setup", *common, "--env-file", str(env_file))
+        assert dry.returncode == 0, dry.stderr
+        assert '"responses": {' in dry.stdout and '"chatCompletions": {' in dry.stdout and "--apply" in dry.stdout
+        assert json.loads(config.read_text())["x"] == 1 and not env_file.exists() and not skills.exists()
+
+        done = await agentnet("setup", *common, "--env-file", str(env_file), "--apply")
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(config.read_text())
+        assert cfg["x"] == 1 and cfg["gateway"]["port"] == 18789  # the rest of the file is kept
+        assert cfg["gateway"]["auth"] == {"mode": "token", "token": TOKEN}  # its token too
+        endpoints = cfg["gateway"]["http"]["endpoints"]
+        assert endpoints["responses"]["enabled"] is True and endpoints["chatCompletions"]["enabled"] is True
+        entry = cfg["skills"]["entries"]["agentnet"]
+        assert entry["env"] == {
+            "AGENTNET_SERVER": clients.server.addr,
+            "AGENTNET_DEVICE_DIR": str(clients.device_dir("xiaojin-mini")),
+            "AGENTNET_AGENT": "jin8",
+        }
+        assert str(skills) in cfg["skills"]["load"]["extraDirs"]
+        assert (config.stat().st_mode & 0o777, env_file.stat().st_mode & 0o777) == (0o600, 0o600)
+        assert (tmp_path / "openclaw.json.bak").exists()
+        skill = (skills / "agentnet" / "SKILL.md").read_text()
+        assert f"`{BIN / 'agentnet'} send <group>" in skill and "bins:" not in skill
+        assert f"AGENTNET_OPENCLAW_TOKEN={TOKEN}" in env_file.read_text()
+
+        ok = await agentnet("doctor", *common, "--env-file", str(env_file))
+        lines = ok.stdout.splitlines()
+        assert ok.returncode == 0 and all(ln.startswith("ok") for ln in lines), ok.stdout + ok.stderr
+        for check in (
+            "gateway reachable",
+            "endpoint enabled",
+            "token accepted",
+            "openclaw agent exists",
+            "skill installed",
+            "skill visible",
+            "agentnet runs from the gateway",
+            "device certificate",
+            "server reachable",
+        ):
+            assert any(ln.split(": ", 1)[0].endswith(check) for ln in lines), (check, lines)
+
+        # Each problem is one FAIL line with its fix.
+        bad = await agentnet("doctor", *common, "--env-file", str(env_file), AGENTNET_OPENCLAW_TOKEN="wrong")
+        assert bad.returncode == 1 and "FAIL  token accepted: the gateway refused the token (401)" in bad.stdout
+        cfg["skills"]["entries"]["agentnet"]["env"]["AGENTNET_SERVER"] = "127.0.0.1:9"
+        config.write_text(json.dumps(cfg))
+        bad = await agentnet("doctor", *common, "--env-file", str(env_file))
+        assert bad.returncode == 1 and "FAIL  agentnet runs from the gateway" in bad.stdout, bad.stdout
+        (skills / "agentnet" / "SKILL.md").unlink()
+        bad = await agentnet("doctor", *common, "--env-file", str(env_file))
+        assert "FAIL  skill installed: no " in bad.stdout and "openclaw setup --apply" in bad.stdout
+    finally:
+        await gw.stop()
+
+
+def test_service_files_for_the_bridge(tmp_path: pathlib.Path) -> None:
+    """The systemd user unit verifies (with this checkout's agentnet) and the launchd plist runs
+    the same command; both run arguments the bridge accepts."""
+    import plistlib
+    import re
+    import shutil
+
+    from agentnet_client.cli import parser
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "contrib" / "openclaw"
+    unit = (root / "agentnet-bridge.service").read_text()
+    exec_start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.M)
+    assert exec_start is not None and exec_start.group(1) == "%h/agentnet/.venv/bin/agentnet"
+    assert "RestartPreventExitStatus=78" in unit and "TimeoutStopSec=5s" in unit
+    args = exec_start.group(2).replace("%h", "/home/u").split()
+    assert parser().parse_args(args).env_file == "/home/u/.config/agentnet/openclaw.env"
+    plist = plistlib.loads((root / "net.agentnet.bridge.plist").read_bytes())
+    assert plist["ProgramArguments"][1:3] == ["bridge", "--env-file"] and plist["KeepAlive"] == {
+        "SuccessfulExit": False
+    }
+    assert plist["Umask"] == 0o077
+    parser().parse_args(plist["ProgramArguments"][1:])
+    if shutil.which("systemd-analyze"):
+        installed = tmp_path / "agentnet-bridge.service"
+        installed.write_text(unit.replace("%h/agentnet/.venv/bin/agentnet", str(BIN / "agentnet")))
+        runtime = tmp_path / "run"
+        runtime.mkdir(mode=0o700)
+        r = subprocess.run(
+            ["systemd-analyze", "--user", "verify", str(installed)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, XDG_RUNTIME_DIR=str(runtime)),
+        )
+        assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
