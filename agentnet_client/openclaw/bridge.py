@@ -175,6 +175,7 @@ class Bridge:
         self.epochs: dict[str, int] = {}
         self.joined: dict[str, int] = {}
         self._directory_time = 0.0
+        self._background: set[asyncio.Future[None]] = set()
         self.since = 0.0  # when the bridge first started with this cache: older history is not answered
 
     # -- records ------------------------------------------------------------------------------
@@ -573,13 +574,20 @@ class Bridge:
                     ack.seq,
                     " (already posted before a restart)" if ack.duplicate else "",
                 )
-                try:
-                    await self.client.mark_read(up_to={conv: int(t["reply_to"])})
-                except AgentnetError as exc:
-                    log.debug("could not mark %s read: %s", conv, exc)
+                # Off the conversation's path: the next turn need not wait for it.
+                bg = asyncio.ensure_future(self._mark_read(conv, int(t["reply_to"])))
+                self._background.add(bg)
+                bg.add_done_callback(self._background.discard)
         except AgentnetError as exc:
             log.error("the agent's answer on %s could not be posted: %s", turn.session, exc.message)
             self._finish(turn, "failed", 0, f"{exc.status}: {exc.message}")
+
+    async def _mark_read(self, conv: str, seq: int) -> None:
+        """The agent handled the conversation up to what it answered: its inbox says so."""
+        try:
+            await self.client.mark_read(up_to={conv: seq})
+        except AgentnetError as exc:
+            log.debug("could not mark %s read: %s", conv, exc)
 
     async def _note(self, task_id: str, note: str) -> None:
         """Add a note to a task once: after a restart, a note already there is not added again."""
@@ -689,7 +697,7 @@ class Bridge:
                 if consumer in done:
                     consumer.result()
             finally:
-                workers = list(self.workers.values())
+                workers = [*self.workers.values(), *self._background]
                 for t in [*tasks, *workers]:
                     t.cancel()
                 await asyncio.gather(*tasks, *workers, return_exceptions=True)

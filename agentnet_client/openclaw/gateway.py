@@ -286,7 +286,7 @@ class Gateway:
             return [("endpoint enabled", True, what), ("token accepted", False, "the gateway rate-limits auth (429)")]
         if status >= 500:
             return [("endpoint enabled", False, f"{what} answers {status}: {_error_text(text)}")]
-        return [("endpoint enabled", True, what), ("token accepted", True, "")]
+        return [("endpoint enabled", True, what), ("token accepted", True, "the gateway accepts it")]
 
 
 def _float(value: str | None, default: float) -> float:

@@ -144,11 +144,14 @@ def skill_text(agentnet: str) -> str:
     """The skill with the absolute path of agentnet in every command (the gateway's PATH may not
     have it: OpenClaw hides a skill whose required binary is not on PATH, without an error)."""
     text = SKILL_SRC.read_text()
-    text = text.replace('    requires:\n      bins: ["agentnet"]\n', "")
+    text = text.replace('metadata:\n  openclaw:\n    requires:\n      bins: ["agentnet"]\n', "")
     text = text.replace("`agentnet ", f"`{agentnet} ")
-    note = f"\nThe agentnet command on this machine is `{agentnet}` (use this full path; it may not be on PATH).\n"
-    head, sep, body = text.partition("\n# ")
-    return head + note + sep + body if sep else text + note
+    note = f"The agentnet command on this machine is `{agentnet}`: use this full path (it may not be on PATH).\n\n"
+    title, sep, body = text.partition("# agentnet:")
+    if not sep:
+        return text + "\n" + note
+    head, nl, rest = (sep + body).partition("\n\n")
+    return title + head + nl + note + rest
 
 
 def write_private(path: pathlib.Path, text: str) -> None:
