@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pathlib
 import uuid
@@ -17,10 +18,11 @@ from .cache import Cache
 from .device import DEFAULT_SERVER, Device, load_device, secure_channel
 from .errors import AgentnetError, explain_transport, permanent_transport
 from .session import AgentProfile, Backoff, SessionClient, State, make_send
-from .signing import Signer, Verification, Verifier
+from .signing import Signer, Verification, Verifier, acceptable
 from .targets import Targets
 
 T = TypeVar("T")
+log = logging.getLogger("agentnet.client")
 
 IDEMPOTENT_RETRIES = 3
 
@@ -41,6 +43,13 @@ def settings_from_env(server: str | None, device_dir: str | os.PathLike[str] | N
 class Client:
     """Connects one device (and optionally one agent's live session) to an agentnet server.
 
+    Every received message is checked against its signer's certificate (which must chain to the
+    network CA). A message that does not verify, that is unsigned or whose signer is unknown is
+    never handed over: the application gets an `error` event with reason MESSAGE_REJECTED instead,
+    `on_rejected(message, verification)` is called and `rejected` counts it. `accept_unsigned=True`
+    lets unsigned messages through (flagged) for legacy networks whose senders do not sign;
+    `verify=False` turns the check off entirely.
+
     >>> async with Client(agent=AgentProfile("xiaoxing", "小邢")) as c:
     ...     await c.wait_live()
     ...     await c.send("hello @老邢", group_id="dev-team")
@@ -59,7 +68,8 @@ class Client:
         event_queue: int = 10_000,
         sign: bool = True,
         verify: bool = True,
-        reject_invalid: bool = False,
+        accept_unsigned: bool = False,
+        on_rejected: Callable[[resources_pb2.Message, Verification], None] | None = None,
         connect_timeout: float = 10.0,
         rebalance: float = 60.0,
     ) -> None:
@@ -74,7 +84,9 @@ class Client:
         self._event_queue = event_queue
         self._sign = sign
         self._verify = verify
-        self._reject_invalid = reject_invalid
+        self._accept_unsigned = accept_unsigned
+        self._on_rejected = on_rejected
+        self._history_rejected = 0
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
         self._connect_timeout = connect_timeout
@@ -122,7 +134,8 @@ class Client:
                 signer=Signer(self.device).sign_send if self._sign else None,
                 task_signer=Signer(self.device).sign_task_update if self._sign else None,
                 verifier=self.verifier,
-                reject_invalid=self._reject_invalid,
+                accept_unsigned=self._accept_unsigned,
+                on_rejected=self._on_rejected,
                 connect_timeout=self._connect_timeout,
                 rebalance=self._rebalance,
             )
@@ -423,13 +436,57 @@ class Client:
         newest_first: bool = False,
         limit: int = 100,
     ) -> list[resources_pb2.Message]:
-        """Messages of a group or a direct-message pair (paginates until `limit`)."""
+        """Messages of a group or a direct-message pair (paginates until `limit`).
+
+        Messages whose signature does not verify are left out and reported like live ones
+        (`on_rejected`, `rejected`); `raw_history` returns them unchecked."""
+        messages = await self.raw_history(
+            group_id=group_id,
+            peer_id=peer_id,
+            agent_id=agent_id,
+            after_seq=after_seq,
+            newest_first=newest_first,
+            limit=limit,
+        )
+        if not self._verify:
+            return messages
+        kept = []
+        for m in messages:
+            status = await self.verify(m)
+            if acceptable(status, self._accept_unsigned):
+                kept.append(m)
+                continue
+            self._history_rejected += 1
+            log.warning(
+                "history: rejected message %s #%d from %s: signature %s", m.conversation, m.seq, m.sender, status.value
+            )
+            if self._on_rejected is not None:
+                self._on_rejected(m, status)
+        return kept
+
+    async def raw_history(
+        self,
+        *,
+        group_id: str = "",
+        peer_id: str = "",
+        agent_id: str = "",
+        after_seq: int = 0,
+        newest_first: bool = False,
+        limit: int = 100,
+    ) -> list[resources_pb2.Message]:
+        """Messages as the server stored them, signatures unchecked (for audits and tools)."""
         common: dict[str, Any] = dict(agent_id=agent_id, after_seq=after_seq, newest_first=newest_first)
         if group_id:
             req: Any = service_pb2.ListGroupMessagesRequest(group_id=group_id, **common)
             return await self._all_pages(self._stub().ListGroupMessages, req, "messages", limit)
         req = service_pb2.ListDirectMessagesRequest(peer_id=peer_id, **common)
         return await self._all_pages(self._stub().ListDirectMessages, req, "messages", limit)
+
+    @property
+    def rejected(self) -> int:
+        """Messages refused so far because their signature did not verify (live and history)."""
+        live = self.session.rejected if self.session is not None else 0
+        return live + self._history_rejected
 
     # -- inbox, receipts and tasks -------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
 from .cache import Cache
 from .device import Device, secure_channel
 from .errors import AgentnetError, ConnectionLost, NotConnected
-from .signing import Verification, Verifier
+from .signing import Verification, Verifier, acceptable, rejection_event
 from .targets import Target, Targets
 from .wire import inbox_conv
 
@@ -156,7 +156,8 @@ class SessionClient:
         ack_interval: float = 0.2,
         connect_timeout: float = 10.0,
         verifier: Verifier | None = None,
-        reject_invalid: bool = False,
+        accept_unsigned: bool = False,
+        on_rejected: Callable[[resources_pb2.Message, Verification], None] | None = None,
         task_signer: Callable[..., tuple[bytes, int]] | None = None,
         rebalance: float = 60.0,
     ) -> None:
@@ -175,10 +176,15 @@ class SessionClient:
         self.connect_timeout = connect_timeout
         self.verifier = verifier
         self.task_signer = task_signer
-        self.reject_invalid = reject_invalid
+        self.accept_unsigned = accept_unsigned
+        self.on_rejected = on_rejected
         # (conversation, seq) -> verification of received messages (most recent 100,000).
         self.verification: collections.OrderedDict[tuple[str, int], Verification] = collections.OrderedDict()
+        # Messages refused because their signature does not verify (count, and the latest 1,000).
         self.rejected = 0
+        self.rejected_messages: collections.deque[tuple[resources_pb2.Message, Verification]] = collections.deque(
+            maxlen=1000
+        )
         self.state = State.IDLE
         self.error: AgentnetError | None = None
         # Why the last connection attempt ended (for a "waiting for the server" line); "" once live.
@@ -591,6 +597,24 @@ class SessionClient:
             self._acked = {}
             await self._write(events_pb2.ClientEvent(ack=events_pb2.Ack(cursors=batch)))
 
+    def _reject(self, msg: resources_pb2.Message, status: Verification, feed: str) -> None:
+        self.rejected += 1
+        self.rejected_messages.append((msg, status))
+        log.warning(
+            "rejected message %s #%d (in %s) from %s on %s: signature %s",
+            msg.conversation,
+            msg.seq,
+            feed,
+            msg.sender,
+            msg.sender_device,
+            status.value,
+        )
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(msg, status)
+            except Exception:
+                log.exception("on_rejected callback failed")
+
     # -- incoming -----------------------------------------------------------------------------
 
     async def _on_event(self, ev: events_pb2.ServerEvent) -> None:
@@ -650,16 +674,16 @@ class SessionClient:
                 self.verification[(msg.conversation, msg.seq)] = status
                 if len(self.verification) > 100_000:
                     self.verification.popitem(last=False)
-                if status is Verification.INVALID:
-                    log.warning(
-                        "message %s #%d from %s fails its signature check", msg.conversation, msg.seq, msg.sender
-                    )
-                    if self.reject_invalid:
-                        self.rejected += 1
-                        self._cursors[conv] = seq
-                        self._acked[conv] = seq
-                        self._ack_dirty = True
-                        return
+                if not acceptable(status, self.accept_unsigned):
+                    # Never handed over as a message: the application gets a MESSAGE_REJECTED error
+                    # event (and on_rejected) instead, and the server counts it as delivered.
+                    self._reject(msg, status, conv)
+                    self._cursors[conv] = seq
+                    self._acked[conv] = seq
+                    self._ack_dirty = True
+                    if self._queue_events:
+                        self._events.put_nowait(rejection_event(msg, status, conv))
+                    return
             self._cursors[conv] = seq
             if self.cache is not None:
                 self.cache.record(conv, seq, ev)

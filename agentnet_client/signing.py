@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agentnet.v1 import events_pb2, resources_pb2
 
 from .device import Device
+from .errors import AgentnetError
 from .wire import (
     DOMAIN,
     MAX_AUTO_HOPS,
@@ -33,6 +34,8 @@ from .wire import (
     task_update_bytes,
     verify,
 )
+
+_TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "ABORTED"})
 
 __all__ = [
     "DOMAIN",
@@ -114,6 +117,41 @@ class Verification(enum.Enum):
     UNKNOWN_SIGNER = "unknown_signer"
 
 
+def acceptable(status: Verification, accept_unsigned: bool = False) -> bool:
+    """Whether a recipient hands a message to its application: only verified ones, plus unsigned
+    ones when the application opted in for a legacy network that does not sign."""
+    return status is Verification.VERIFIED or (accept_unsigned and status is Verification.UNSIGNED)
+
+
+REJECTED_REASON = "MESSAGE_REJECTED"
+
+
+def rejection_event(m: resources_pb2.Message, status: Verification, feed: str) -> events_pb2.ServerEvent:
+    """The event an application receives in place of a message whose signature does not verify."""
+    why = {
+        Verification.UNSIGNED: "it carries no signature",
+        Verification.INVALID: "its signature does not match its content and signer",
+        Verification.UNKNOWN_SIGNER: "its signer's certificate is unknown or does not chain to the network CA",
+    }.get(status, status.value)
+    return events_pb2.ServerEvent(
+        error=events_pb2.Error(
+            code=16,
+            status="UNAUTHENTICATED",
+            reason=REJECTED_REASON,
+            message=f"message {m.conversation} #{m.seq} from {m.sender} ({m.sender_device}) was rejected: {why}; "
+            "it was altered after it was sent or did not come from that device",
+            metadata={
+                "conversation": m.conversation,
+                "seq": str(m.seq),
+                "feed": feed,
+                "sender": m.sender,
+                "sender_device": m.sender_device,
+                "verification": status.value,
+            },
+        )
+    )
+
+
 Fetch = Callable[[str, str], Awaitable[resources_pb2.Device]]
 
 
@@ -129,6 +167,8 @@ class Verifier:
     async def certificate(self, device: str, fingerprint: str) -> x509.Certificate | None:
         if fingerprint in self._certs:
             return self._certs[fingerprint]
+        if not fingerprint:
+            return None
         cert: x509.Certificate | None = None
         try:
             d = await self.fetch(device, fingerprint)
@@ -136,7 +176,11 @@ class Verifier:
             if candidate.fingerprint(hashes.SHA256()).hex() == fingerprint:
                 candidate.verify_directly_issued_by(self.ca)
                 cert = candidate
-        except Exception:  # noqa: BLE001 - any failure means "cannot vouch for this signer"
+        except AgentnetError as exc:
+            if exc.status in _TRANSIENT:
+                return None  # not remembered: the next message from this signer asks again
+            cert = None
+        except Exception:  # noqa: BLE001 - any other failure means "cannot vouch for this signer"
             cert = None
         self._certs[fingerprint] = cert
         return cert

@@ -195,12 +195,12 @@ async def test_recipient_flags_a_message_altered_in_the_database(clients: Client
     a = await clients.live("laoxing-vps", "writer")
     b = await clients.live("xiaoxing-mac", "reader")
     late = await clients.live("d4", "late-reader")
-    strict = await clients.live("d5", "strict-reader")
+    legacy = await clients.live("d5", "legacy-reader")
     await a.join("log", create=True)
-    for c in (b, late, strict):
+    for c in (b, late, legacy):
         await c.join("log")
     await late.close()  # offline: they will get the message by replay from the store
-    await strict.close()
+    await legacy.close()
     ack = await a.send("pay alice 10", group_id="log")
     [live] = await collect(b, "message", 1)
     assert b.verification(live) == Verification.VERIFIED
@@ -209,19 +209,66 @@ async def test_recipient_flags_a_message_altered_in_the_database(clients: Client
     db = clients.server.db.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE message SET content = 'pay mallory 10' WHERE conv = 'group:log' AND seq = ?", (ack.seq,))
-    [history] = await b.history(group_id="log")
+    [history] = await b.raw_history(group_id="log")
     assert history.content == "pay mallory 10"
     assert await b.verify(history) == Verification.INVALID
+    assert await b.history(group_id="log") == [] and b.rejected == 1
+    # By default a recipient never hands the altered message over: it gets MESSAGE_REJECTED instead.
     late2 = await clients.live("d4", "late-reader")
-    [replayed] = await collect(late2, "message", 1)
-    assert replayed.content == "pay mallory 10"
-    assert late2.verification(replayed) == Verification.INVALID
-    # A client that rejects invalid messages never hands it to the application.
-    strict2 = await clients.live("d5", "strict-reader", reject_invalid=True)
+    rejected = await collect(late2, "error", 1)
+    assert rejected[0].reason == "MESSAGE_REJECTED" and rejected[0].metadata["verification"] == "invalid"
     await a.send("signed and intact", group_id="log")
-    [only] = await collect(strict2, "message", 1)
+    [only] = await collect(late2, "message", 1)
     assert only.content == "signed and intact" and only.seq == ack.seq + 1
-    assert strict2.session is not None and strict2.session.rejected == 1
+    assert late2.rejected == 1
+    # Even the legacy opt-out (accept unsigned messages) refuses a signature that does not match.
+    legacy2 = await clients.live("d5", "legacy-reader", accept_unsigned=True)
+    [only] = await collect(legacy2, "message", 1)
+    assert only.content == "signed and intact" and legacy2.rejected == 1
+
+
+async def test_recipients_reject_unsigned_and_unknown_signers_and_report_them(clients: Clients) -> None:
+    """Issue 12 finding 1: null the signature or change the signer after the server accepted the
+    message; every recipient refuses it by default and tells the application."""
+    a = await clients.live("laoxing-vps", "teller")
+    seen: list[tuple[str, Verification]] = []
+    b = await clients.live("xiaoxing-mac", "auditor", on_rejected=lambda m, v: seen.append((m.content, v)))
+    legacy = await clients.live("d4", "old-script-reader", accept_unsigned=True)
+    await a.join("ledger", create=True)
+    await b.join("ledger")
+    await legacy.join("ledger")
+    await b.close()
+    await legacy.close()
+    acks = [await a.send(text, group_id="ledger") for text in ("unsigned later", "stranger later", "intact")]
+    db = clients.server.db.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE message SET signature = NULL WHERE conv = 'group:ledger' AND seq = ?", (acks[0].seq,))
+        conn.execute(
+            "UPDATE message SET signer_fp = ? WHERE conv = 'group:ledger' AND seq = ?", ("ab" * 32, acks[1].seq)
+        )
+    b2 = await clients.live("xiaoxing-mac", "auditor", on_rejected=lambda m, v: seen.append((m.content, v)))
+    errors = await collect(b2, "error", 2)
+    [intact] = await collect(b2, "message", 1)
+    assert intact.content == "intact" and b2.verification(intact) == Verification.VERIFIED
+    assert [e.metadata["verification"] for e in errors] == ["unsigned", "unknown_signer"]
+    assert all(e.reason == "MESSAGE_REJECTED" and "teller" in e.message for e in errors)
+    assert seen == [("unsigned later", Verification.UNSIGNED), ("stranger later", Verification.UNKNOWN_SIGNER)]
+    assert b2.rejected == 2
+    assert b2.session is not None and [v for _, v in b2.session.rejected_messages] == [
+        Verification.UNSIGNED,
+        Verification.UNKNOWN_SIGNER,
+    ]
+    # History is checked the same way.
+    assert [m.content for m in await b2.history(group_id="ledger")] == ["intact"]
+    assert b2.rejected == 4
+    # The explicit legacy opt-out lets the unsigned one through, flagged, and still refuses the stranger.
+    legacy2 = await clients.live("d4", "old-script-reader", accept_unsigned=True)
+    got = await collect(legacy2, "message", 2)
+    assert [(m.content, legacy2.verification(m)) for m in got] == [
+        ("unsigned later", Verification.UNSIGNED),
+        ("intact", Verification.VERIFIED),
+    ]
+    assert legacy2.rejected == 1
 
 
 async def test_send_rate_limit_triggers_and_recovers(make_server) -> None:  # type: ignore[no-untyped-def]
