@@ -19,7 +19,7 @@ import pathlib
 import signal
 from typing import Any
 
-from . import config, pki
+from . import config, enrollment, pki
 from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
 from .errors import AgentnetError
 from .startup import redact
@@ -218,25 +218,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 # -- certificates -------------------------------------------------------------------------------
 
 
-def _record_enrollment(settings: config.Settings, cert: Any) -> None:
-    """Record the device certificate in the store, so `devices` lists it and revoke finds it."""
-    from .store import ops
+def _open_store(settings: config.Settings) -> Any:
+    """The store, created if missing (enrollment may run before the first serve)."""
     from .store.db import Database
 
     db = Database(settings.db, settings.sqlite_synchronous, readers=1)
-    try:
-        db.migrate()
-        db.write_sync(
-            ops.record_device_cert,
-            pki.device_id_of(cert),
-            pki.fingerprint(cert),
-            format(cert.serial_number, "x"),
-            int(cert.not_valid_after_utc.timestamp() * 1e6),
-            pki.cert_pem(cert).decode(),
-            True,
-        )
-    finally:
-        db.close()
+    db.migrate()
+    return db
 
 
 def cmd_certs(ns: argparse.Namespace) -> int:
@@ -253,17 +241,19 @@ def cmd_certs(ns: argparse.Namespace) -> int:
             + ", ".join(pki.server_hosts(server_cert))
         )
     if ns.device:
-        folder = certs.device_dir(ns.device)
-        if (folder / "cert.pem").exists() and not ns.force:
-            print(
-                f"device {ns.device!r} is already enrolled in {folder}; use --force to issue a new certificate",
-                file=sys.stderr,
-            )
+        db = _open_store(settings)
+        try:
+            issued = enrollment.issue_new(db, certs, ns.device, ns.days, rotate=ns.rotate or ns.force)
+        except enrollment.EnrollmentRefused as exc:
+            print(f"agentnet-server certs: {exc}", file=sys.stderr)
             return 1
-        bundle = pki.issue_device(certs, ns.device, ns.days)
-        _record_enrollment(settings, bundle.cert)
-        _audit(settings, "device.enroll", device=ns.device, fingerprint=bundle.fingerprint[:16], renewed=ns.force)
-        print(f"device  {bundle.folder}/ (cert.pem, key.pem 0600, ca.pem)  fingerprint {bundle.fingerprint[:16]}…")
+        finally:
+            db.close()
+        fp = pki.fingerprint(issued.cert)
+        _audit(settings, "device.enroll", device=ns.device, fingerprint=fp[:16], rotated=issued.revoked)
+        print(f"device  {issued.folder}/ (cert.pem, key.pem 0600, ca.pem)  fingerprint {fp[:16]}…")
+        if issued.revoked:
+            print(f"        revoked its {issued.revoked} earlier certificate(s)")
         print("        copy that folder to the device and set AGENTNET_DEVICE_DIR to it")
     return 0
 
@@ -277,14 +267,22 @@ def cmd_enroll(ns: argparse.Namespace) -> int:
     if ns.device and ns.device != device_id:
         print(f"the request is for device {device_id!r}, not {ns.device!r}", file=sys.stderr)
         return 1
-    cert = pki.sign_device(certs, device_id, csr.public_key(), ns.days)  # type: ignore[arg-type]
-    out = pathlib.Path(ns.out) if ns.out else certs.device_dir(device_id)
-    pki.write_device_folder(out, cert, pki.load_cert(certs.ca_cert), None)
-    _record_enrollment(settings, cert)
-    _audit(settings, "device.enroll", device=device_id, fingerprint=pki.fingerprint(cert)[:16], csr=True)
+    db = _open_store(settings)
+    try:
+        issued = enrollment.sign_request(
+            db, certs, csr, pathlib.Path(ns.out) if ns.out else None, ns.days, rotate=ns.rotate
+        )
+    except enrollment.EnrollmentRefused as exc:
+        print(f"agentnet-server enroll: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    fp = pki.fingerprint(issued.cert)
+    _audit(settings, "device.enroll", device=device_id, fingerprint=fp[:16], csr=True, rotated=issued.revoked)
     print(
-        f"signed {device_id!r}: {out}/cert.pem and ca.pem (fingerprint {pki.fingerprint(cert)[:16]}…); "
+        f"signed {device_id!r}: {issued.folder}/cert.pem and ca.pem (fingerprint {fp[:16]}…); "
         "send both back to the device"
+        + (f"; revoked its {issued.revoked} earlier certificate(s)" if issued.revoked else "")
     )
     return 0
 
@@ -344,24 +342,37 @@ def cmd_devices(ns: argparse.Namespace) -> int:
 
 
 def cmd_revoke(ns: argparse.Namespace) -> int:
-    from .store import ops
-
     settings = _settings(ns)
     db = _existing_db(settings)
     try:
         db.migrate()
-        n = db.write_sync(ops.revoke_device, ns.device)
-        _audit(settings, "device.revoke", device=ns.device, certificates=n)
+        what = enrollment.revoke(db, ns.device)
+        _audit(settings, "device.revoke", target=ns.device, revoked=what)
     except AgentnetError as exc:
         print(f"agentnet-server revoke: {exc.message}", file=sys.stderr)
         return 1
     finally:
         db.close()
     print(
-        f"revoked device {ns.device!r} ({n} certificate(s)); a running server ends its sessions within "
-        f"{settings.revocation_poll + 1:g} s. Re-enroll with `make certs DEVICE={ns.device} FORCE=1` "
-        f"(or agentnet-server certs --device {ns.device} --force)."
+        f"revoked {what}; a running server refuses it and ends its sessions within "
+        f"{settings.revocation_poll + 1:g} s. To issue that device a new certificate (revoking the old ones): "
+        "`make certs DEVICE=<id> FORCE=1` (agentnet-server certs --device <id> --rotate) or "
+        "`agentnet-server enroll --csr ... --rotate`."
     )
+    return 0
+
+
+def cmd_import_certs(ns: argparse.Namespace) -> int:
+    settings = _settings(ns)
+    certs = pki.CertsDir(settings.certs)
+    db = _open_store(settings)
+    try:
+        found = enrollment.import_registry(db, certs, [pathlib.Path(p) for p in ns.files])
+    finally:
+        db.close()
+    devices = sorted({pki.device_id_of(c) for c in found})
+    _audit(settings, "device.import", devices=",".join(devices))
+    print(f"recorded {len(found)} certificate(s) of {len(devices)} device(s): {', '.join(devices) or '-'}")
     return 0
 
 
@@ -501,7 +512,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", help="extra host name or IP for the server certificate (repeatable)")
     p.add_argument("--device", help="enroll this device id into certs/devices/<id>/")
     p.add_argument("--days", type=positive_int, default=pki.DEVICE_DAYS, help="device certificate lifetime")
-    p.add_argument("--force", action="store_true", help="issue a new certificate for an enrolled device")
+    p.add_argument("--force", action="store_true", help="same as --rotate")
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="issue a new certificate for an enrolled (or revoked) device and revoke its earlier ones",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing when nothing was created")
     p.set_defaults(fn=cmd_certs)
 
@@ -511,6 +527,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="expected device id (refuse a request for another id)")
     p.add_argument("--out", help="folder for cert.pem and ca.pem (default certs/devices/<id>/)")
     p.add_argument("--days", type=positive_int, default=pki.DEVICE_DAYS)
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="the device is already enrolled: replace its certificate and revoke the earlier ones",
+    )
     p.set_defaults(fn=cmd_enroll)
 
     p = sub.add_parser("devices", help="list enrolled devices, their agents and last-seen times")
@@ -538,8 +559,20 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("revoke", help="revoke a device: refused from now on, live sessions end within seconds")
     _common(p)
-    p.add_argument("device")
+    p.add_argument(
+        "device",
+        metavar="DEVICE|FINGERPRINT|CERT.pem",
+        help="a device id, a certificate's SHA-256 fingerprint (hex) or a certificate file; "
+        "devices this server never saw are refused when they first connect",
+    )
     p.set_defaults(fn=cmd_revoke)
+
+    p = sub.add_parser(
+        "import-certs", help="record certificates issued on another CA host (its certs/issued.pem or cert.pem files)"
+    )
+    _common(p)
+    p.add_argument("files", nargs="+", help="PEM files with one or more device certificates")
+    p.set_defaults(fn=cmd_import_certs)
     return ap
 
 
