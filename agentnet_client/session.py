@@ -33,6 +33,9 @@ from .wire import inbox_conv
 
 log = logging.getLogger("agentnet.client")
 
+# Messages that waited in the outbox longer than this are signed again before they are resent.
+RESIGN_AFTER_US = 60_000_000
+
 # Stream end statuses after which reconnecting cannot help.
 PERMANENT = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT", "UNIMPLEMENTED", "ALREADY_EXISTS"})
 
@@ -751,7 +754,12 @@ class SessionClient:
             )
 
     async def _flush_outbox(self) -> None:
+        stale = time.time_ns() // 1000 - RESIGN_AFTER_US
         for cid, sm in list(self._outbox.items()):
+            if self.signer is not None and sm.signature and sm.sign_time.ToMicroseconds() < stale:
+                # Waited offline: sign again with the current time, or the server's signing-time
+                # window refuses it. The server deduplicates by client_msg_id and content.
+                self.signer(sm, self.agent.id)
             await self._write_quiet(events_pb2.ClientEvent(request_id=cid, message=sm))
 
     def _fail_requests(self, exc: AgentnetError) -> None:

@@ -42,11 +42,7 @@ PRUNE_BATCH = 500  # rows per retention transaction
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["AgentNet"]
 
 
-class BadRequest:
-    """A unary request that could not be parsed; the interceptor answers INVALID_ARGUMENT."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
+BadRequest = auth.BadRequest
 
 
 def _safe_parser(cls: Any) -> Any:
@@ -199,6 +195,8 @@ class App:
 
         if s.retention_days > 0:
             self.tasks.append(asyncio.create_task(self._retention(), name="agentnet-retention"))
+        if s.empty_group_ttl > 0:
+            self.tasks.append(asyncio.create_task(self._expire_groups(), name="agentnet-empty-groups"))
 
         self.revocations = rev = auth.Revocations(db)
         rev.on_revoked = self._on_revoked
@@ -211,8 +209,16 @@ class App:
         self.sessions.inbox, self.sessions.tasks = self.inbox, self.tasks_domain
         self.inbox.on_read = self._on_read
         self.servicer = AgentNetServicer(net, hub, self.inbox, self.tasks_domain)
-        self.limiter = Limiter(s.sends_per_second, s.send_burst, s.events_per_second, s.event_burst)
-        self.sessions.limiter = self.servicer.limiter = self.limiter
+        self.limiter = Limiter(
+            s.sends_per_second,
+            s.send_burst,
+            s.events_per_second,
+            s.event_burst,
+            s.reads_per_second,
+            s.read_burst,
+            s.group_creates_per_hour,
+        )
+        self.sessions.limiter = self.servicer.limiter = self.net.limiter = self.limiter
         self.sessions.revocations = rev
         self.readiness = Readiness(
             db.ping,
@@ -410,6 +416,19 @@ class App:
                     s.retention_days,
                 )
             await asyncio.sleep(s.prune_interval)
+
+    async def _expire_groups(self) -> None:
+        """Delete groups left without members for empty_group_ttl (checked every ttl/4, at most 60 s)."""
+        interval = min(60.0, max(0.05, self.settings.empty_group_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                gone = await self.net.expire_empty_groups()
+            except Exception as exc:  # noqa: BLE001 - the store may be down; try again next round
+                log.warning("could not delete empty groups (%s); trying again in %g s", exc, interval)
+                continue
+            if gone:
+                log.info("deleted %d group(s) without members: %s", len(gone), ", ".join(gone[:20]))
 
     def _on_read(self, agent_id: str, result: ReadResult) -> None:
         """Read markers apply to the agent: tell all its sessions (its other devices too)."""

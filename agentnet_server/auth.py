@@ -15,7 +15,7 @@ from cryptography import x509
 from grpc_interceptor import AsyncServerInterceptor
 
 from . import pki
-from .errors import AgentnetError, Internal, Unauthenticated
+from .errors import AgentnetError, Internal, InvalidArgument, Unauthenticated
 from .rpc import status
 from .store import ops
 from .store.db import Database
@@ -38,6 +38,15 @@ class Peer:
 
 
 current_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("agentnet_peer")
+
+
+class BadRequest:
+    """A unary request that could not be parsed; the interceptor answers INVALID_ARGUMENT."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
 
 
 def server_credentials(certs: pki.CertsDir) -> grpc.ServerCredentials:
@@ -146,12 +155,19 @@ class AuthInterceptor(AsyncServerInterceptor):
     async def intercept(
         self, method: Callable[..., Any], request_or_iterator: Any, context: grpc.aio.ServicerContext, method_name: str
     ) -> Any:
-        if method_name.startswith(self.PUBLIC_PREFIXES):
-            return await _call(method, request_or_iterator, context)
         try:
             peer = peer_of(context)
+            # Health and reflection too: a revoked device learns nothing, not even that we serve.
             self.revocations.check(peer)
+            if method_name.startswith(self.PUBLIC_PREFIXES):
+                return await _call(method, request_or_iterator, context)
             await self.revocations.remember(peer)
+            if isinstance(request_or_iterator, BadRequest):
+                raise InvalidArgument(
+                    f"the request could not be parsed as {method_name.rsplit('/', 1)[-1]}Request: "
+                    f"{request_or_iterator.error}",
+                    reason="BAD_REQUEST",
+                )
         except AgentnetError as exc:
             log.info("refused %s: %s", method_name, exc.message)
             await status.abort(context, exc)

@@ -42,11 +42,36 @@ class Settings:
     send_burst: int = 1000
     events_per_second: float = 2000.0
     event_burst: int = 4000
+    # Streams per device, registered or not: checked and counted when the stream opens.
     max_sessions_per_device: int = 32
+    # Connections that have not finished their TLS handshake (no certificate seen yet): caps in
+    # total and per source address (HTTPS port), handshakes in progress at once, and deadlines
+    # for the handshake and for the first HTTP request. gRPC: the handshake deadline and a cap on
+    # all connections (grpc core cannot tell them apart by source).
+    max_unauthenticated: int = 1024
+    max_unauthenticated_per_source: int = 64
+    max_handshakes: int = 64
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    max_grpc_connections: int = 20_000
+    # A stream must send `register` within this many seconds or it is closed.
+    register_timeout: float = 10.0
+    # Read calls (unary Get*/List*, REST GETs) per device.
+    reads_per_second: float = 200.0
+    read_burst: int = 400
+    # Groups one agent may create per hour (burst of the same size; 0 = no limit).
+    group_creates_per_hour: float = 60.0
+    # A group without members is deleted, with its history, after this many seconds (0 = never).
+    empty_group_ttl: float = 86_400.0
     max_groups_per_agent: int = 1000
     max_agents_per_device: int = 16
     # Messages and task changes must carry a valid device signature (SECURITY.md).
     require_signatures: bool = True
+    # A signature's signing time must lie within [now - max_age, now + max_skew] (seconds; 0 turns
+    # a side off). Clients re-sign what waited in their outbox, so max_age bounds replays, not
+    # how long a device may stay offline.
+    sign_time_max_age: float = 86_400.0
+    sign_time_max_skew: float = 300.0
     # Store.
     sqlite_synchronous: str = "FULL"
     writer_batch: int = 512
@@ -102,6 +127,13 @@ class Settings:
             "keepalive_time": self.keepalive_time,
             "keepalive_timeout": self.keepalive_timeout,
             "prune_interval": self.prune_interval,
+            "register_timeout": self.register_timeout,
+            "max_unauthenticated": self.max_unauthenticated,
+            "max_unauthenticated_per_source": self.max_unauthenticated_per_source,
+            "max_handshakes": self.max_handshakes,
+            "handshake_timeout": self.handshake_timeout,
+            "header_timeout": self.header_timeout,
+            "max_grpc_connections": self.max_grpc_connections,
             "store_timeout": self.store_timeout,
             "store_lock_timeout": self.store_lock_timeout,
         }
@@ -120,6 +152,12 @@ class Settings:
             "presence_batch",
             "retention_days",
             "store_outage_grace",
+            "sign_time_max_age",
+            "sign_time_max_skew",
+            "reads_per_second",
+            "read_burst",
+            "group_creates_per_hour",
+            "empty_group_ttl",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")

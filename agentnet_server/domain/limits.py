@@ -1,4 +1,5 @@
-"""Per-device abuse limits: token buckets for sends and for stream events."""
+"""Abuse limits: token buckets per device (sends, stream events, read calls) and per agent
+(group creation)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,50 @@ class Bucket:
 class Limiter:
     """Token buckets per device. A rate of 0 turns a limit off."""
 
-    def __init__(self, sends_per_second: float, send_burst: int, events_per_second: float, event_burst: int) -> None:
+    def __init__(
+        self,
+        sends_per_second: float,
+        send_burst: int,
+        events_per_second: float,
+        event_burst: int,
+        reads_per_second: float = 0.0,
+        read_burst: int = 1,
+        group_creates_per_hour: float = 0.0,
+    ) -> None:
         self.send_rate, self.send_burst = sends_per_second, max(1, send_burst)
         self.event_rate, self.event_burst = events_per_second, max(1, event_burst)
+        self.read_rate, self.read_burst = reads_per_second, max(1, read_burst)
+        self.create_rate, self.create_burst = group_creates_per_hour / 3600.0, max(1, int(group_creates_per_hour))
         self._sends: dict[str, Bucket] = {}
         self._events: dict[str, Bucket] = {}
+        self._reads: dict[str, Bucket] = {}
+        self._creates: dict[str, Bucket] = {}
+
+    def check_read(self, device: str) -> None:
+        if not self.read_rate:
+            return
+        wait = self._bucket(self._reads, device, self.read_rate, self.read_burst).take()
+        if wait:
+            raise ResourceExhausted(
+                f"device {device!r} makes more than {self.read_rate:g} read calls/s (burst {self.read_burst}); "
+                f"retry in {wait:.2f} s",
+                reason="READ_RATE_LIMITED",
+                metadata={"limit": f"{self.read_rate:g}/s", "burst": str(self.read_burst)},
+                retry_after=wait,
+            )
+
+    def check_group_create(self, agent: str) -> None:
+        if not self.create_rate:
+            return
+        wait = self._bucket(self._creates, agent, self.create_rate, self.create_burst).take()
+        if wait:
+            raise ResourceExhausted(
+                f"agent {agent!r} created {self.create_burst} groups within the last hour (the limit); "
+                f"retry in {wait:.0f} s or join an existing group",
+                reason="GROUP_CREATE_RATE_LIMITED",
+                metadata={"limit": f"{self.create_burst}/h"},
+                retry_after=wait,
+            )
 
     def check_send(self, device: str) -> None:
         if not self.send_rate:

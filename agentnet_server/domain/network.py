@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ from ..records import (
     inbox_conv,
     now_us,
 )
-from ..store import ops
+from ..store import hygiene, ops
 from ..store.db import Database
 from . import mentions, signatures, validate
 
@@ -106,6 +107,9 @@ class Network:
         self._known: mentions.Resolver | None = None
         # Set by the tasks module: loads the tasks that feed items refer to.
         self.task_refs: Any = None
+        self.limiter: Any = None  # domain.limits.Limiter (set by the app): group creation per agent
+        # Groups without members, since when (monotonic): deleted after settings.empty_group_ttl.
+        self.empty_since: dict[str, float] = {}
 
     async def load(self) -> None:
         for a in await self.db.read(ops.agents_all):
@@ -113,6 +117,24 @@ class Network:
         for m in await self.db.read(ops.members_all):
             self.members.setdefault(m.group_id, set()).add(m.agent_id)
             self.agent_groups.setdefault(m.agent_id, set()).add(m.group_id)
+        started = time.monotonic()
+        for g in await self.db.read(hygiene.empty_groups):
+            self.empty_since[g] = started
+
+    async def expire_empty_groups(self, now: float | None = None) -> list[str]:
+        """Delete groups that have had no members for settings.empty_group_ttl seconds."""
+        ttl = self.settings.empty_group_ttl
+        now = time.monotonic() if now is None else now
+        due = [g for g, since in self.empty_since.items() if now - since >= ttl]
+        if not ttl or not due:
+            return []
+        gone = await self.db.write(hygiene.delete_empty_groups, due)
+        for g in due:
+            self.empty_since.pop(g, None)  # deleted, or joined meanwhile
+        for g in gone:
+            self.members.pop(g, None)
+            self._resolvers.pop(g, None)
+        return list(gone)
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -213,6 +235,7 @@ class Network:
     # -- groups -------------------------------------------------------------------------------
 
     def _cache_join(self, group_id: str, member: MemberRec) -> None:
+        self.empty_since.pop(group_id, None)
         self.members.setdefault(group_id, set()).add(member.agent_id)
         self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
         self._resolvers.pop(group_id, None)
@@ -223,6 +246,8 @@ class Network:
 
     def _cache_leave(self, group_id: str, agent_id: str) -> None:
         self.members.get(group_id, set()).discard(agent_id)
+        if not self.members.get(group_id):
+            self.empty_since.setdefault(group_id, time.monotonic())
         self.agent_groups.get(agent_id, set()).discard(group_id)
         self._resolvers.pop(group_id, None)
         conv = group_conv(group_id)
@@ -241,6 +266,8 @@ class Network:
             self._cache_join(group_id, r[1])
             audit("group.create", agent_id, group=group_id)
 
+        if self.limiter is not None:
+            self.limiter.check_group_create(agent_id)
         group, _ = await self.db.write(
             ops.create_group,
             agent_id,
@@ -263,6 +290,9 @@ class Network:
             if r[2]:
                 audit("group.join", agent_id, group=group_id)
 
+        if create_if_missing and self.limiter is not None and not self.members.get(group_id):
+            # May create it (an empty or unknown group): counts as a creation.
+            self.limiter.check_group_create(agent_id)
         return await self.db.write(
             ops.join_group,
             agent_id,
@@ -422,6 +452,8 @@ class Network:
         s = p.signed
         if not s.signature and not self.settings.require_signatures:
             return None
+        if s.signature:
+            signatures.check_time(s.sign_time, self.settings.sign_time_max_age, self.settings.sign_time_max_skew)
         target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
         check = functools.partial(
             signatures.check_message,

@@ -10,6 +10,26 @@ from cryptography import x509
 from agentnet_client import wire
 
 from ..errors import InvalidArgument
+from ..records import now_us
+
+
+def check_time(sign_time: int, max_age: float, max_skew: float, now: int | None = None) -> None:
+    """Refuse a signing time outside [now - max_age, now + max_skew] (seconds; 0 turns a side off):
+    a signature made long ago or far in the future is a replayed or forged one, or a broken clock."""
+    if not sign_time:
+        return
+    now = now_us() if now is None else now
+    early = max_age and sign_time < now - int(max_age * 1e6)
+    late = max_skew and sign_time > now + int(max_skew * 1e6)
+    if early or late:
+        ago = (now - sign_time) / 1e6
+        when = f"{ago:,.0f} s ago" if ago >= 0 else f"{-ago:,.0f} s in the future"
+        raise InvalidArgument(
+            f"the signing time is {when}; this server accepts signatures made at most {max_age:g} s ago and "
+            f"{max_skew:g} s ahead of its clock: check the device clock and sign again",
+            reason="SIGN_TIME_OUT_OF_WINDOW",
+            metadata={"server_time_us": str(now), "max_age_s": f"{max_age:g}", "max_skew_s": f"{max_skew:g}"},
+        )
 
 
 def _check(cert: x509.Certificate | None, signature: bytes, data: bytes, what: str, required: bool) -> None:

@@ -132,6 +132,9 @@ class Tasks:
         signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
+        if signed.signature:
+            st = self.net.settings
+            signatures.check_time(signed.sign_time, st.sign_time_max_age, st.sign_time_max_skew)
         signatures.check_task_create(
             signed.cert,
             device,
@@ -188,6 +191,9 @@ class Tasks:
         signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """An empty result leaves the result as it is."""
+        if signed.signature:
+            st = self.net.settings
+            signatures.check_time(signed.sign_time, st.sign_time_max_age, st.sign_time_max_skew)
         signatures.check_task_update(
             signed.cert,
             device,

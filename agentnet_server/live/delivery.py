@@ -29,18 +29,17 @@ from .roster import Roster
 log = logging.getLogger("agentnet.session")
 
 REPLAY_PAGE = 500
-REGISTER_TIMEOUT_INTERVALS = 3
 
 
 class Delivery:
     """The writer side of one session. The reader side sets `registered` and `heads` when the
     session registers; until then only replies go out."""
 
-    def __init__(self, s: Session, net: Network, roster: Roster, heartbeat_interval: float) -> None:
+    def __init__(self, s: Session, net: Network, roster: Roster, register_timeout: float) -> None:
         self.s = s
         self.net = net
         self.roster = roster
-        self.heartbeat_interval = heartbeat_interval
+        self.register_timeout = register_timeout
         self.registered = False
         self.replayed = 0
         self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
@@ -49,7 +48,7 @@ class Delivery:
         """Replies until registered, then replay, caught_up, live; last, when the session closes
         with an error, a fatal Error event (the adapter then ends its stream with that status)."""
         s = self.s
-        deadline = asyncio.get_running_loop().time() + REGISTER_TIMEOUT_INTERVALS * self.heartbeat_interval
+        deadline = asyncio.get_running_loop().time() + self.register_timeout
         while not self.registered:
             while s.control:
                 yield s.control.popleft()
@@ -60,7 +59,7 @@ class Delivery:
             if remaining <= 0:
                 s.close(
                     "DEADLINE_EXCEEDED",
-                    f"no register event within the first {REGISTER_TIMEOUT_INTERVALS} heartbeat intervals",
+                    f"no register event within {self.register_timeout:g} s of opening the stream",
                     "REGISTER_TIMEOUT",
                 )
                 break

@@ -205,6 +205,9 @@ def load_json(data: bytes) -> Any:
         ) from None
     except RecursionError:
         raise bad_request("the request body is nested too deeply", "BAD_JSON") from None
+    except ValueError as exc:
+        # int() refuses numbers of more than 4,300 digits (CVE-2020-10735): not a server error.
+        raise bad_request(f"the request body has a number that is too long: {exc}", "BAD_JSON") from None
 
 
 def check_json_fields(obj: Any, desc: Descriptor, path: str) -> None:

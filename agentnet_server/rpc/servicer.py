@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -32,6 +34,20 @@ class AgentNetServicer:
         self.inbox = inbox
         self.tasks = tasks
         self.limiter: Limiter | None = None
+        for name in dir(type(self)):
+            if name.startswith(("Get", "List")):
+                setattr(self, name, self._read_limited(getattr(self, name)))
+
+    def _read_limited(self, fn: Callable[[Any, Ctx], Awaitable[Any]]) -> Callable[[Any, Ctx], Awaitable[Any]]:
+        """Read calls (Get*, List*) count against the device's read rate limit, on gRPC and REST."""
+
+        @functools.wraps(fn)
+        async def call(req: Any, ctx: Ctx) -> Any:
+            if self.limiter is not None:
+                self.limiter.check_read(current_peer.get().device_id)
+            return await fn(req, ctx)
+
+        return call
 
     def _agent_pb(self, agent_id: str) -> resources_pb2.Agent:
         return encode.agent(self.net.agent(agent_id), self.hub.online(agent_id))

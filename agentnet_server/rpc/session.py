@@ -82,6 +82,7 @@ class SessionService:
         self.limiter: Limiter | None = None  # per-device event limiter (set by the app)
         self.revocations: Revocations | None = None  # set by the app
         self.roster = Roster(net, hub)
+        self.streams: dict[str, int] = {}  # open Session streams per device (gRPC and SSE)
 
     def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent]) -> Conn:
         """A session for one stream of client events (any transport)."""
@@ -97,11 +98,15 @@ class SessionService:
             yield data
         close = conn.failure
         if close is not None:
-            await context.abort(
-                status.code_of(close.status),
-                close.message,
-                trailing_metadata=status.trailing(close.status, close.message, close.reason, {}, None),
-            )
+            try:
+                await context.abort(
+                    status.code_of(close.status),
+                    close.message,
+                    trailing_metadata=status.trailing(close.status, close.message, close.reason, {}, None),
+                )
+            except grpc.aio.InternalError:
+                # The client left after the fatal error event (it had what it needed): no status to send.
+                log.debug("session %s: the client left before the closing status", conn.s.id)
 
 
 class Conn:
@@ -115,7 +120,7 @@ class Conn:
         self.peer = peer
         self.requests = requests
         self.s: Session = svc.hub.new_session("", peer.device_id, peer.fingerprint)
-        self.delivery = Delivery(self.s, svc.net, svc.roster, svc.settings.heartbeat_interval)
+        self.delivery = Delivery(self.s, svc.net, svc.roster, svc.settings.register_timeout)
         self.inflight = 0
         self._inflight_free = asyncio.Event()
         self._ack_pending: dict[str, int] = {}
@@ -131,6 +136,21 @@ class Conn:
         """The session's frames while its reader handles the client's events; `failure` says
         afterwards whether it ended with an error status."""
         s = self.s
+        device = self.peer.device_id
+        streams = self.svc.streams
+        limit = self.settings.max_sessions_per_device
+        # Checked and counted in one step (no await between), when the stream opens: concurrent
+        # logins cannot all pass the check, and streams that never register count too.
+        if limit and streams.get(device, 0) >= limit:
+            exc = ResourceExhausted(
+                f"device {device!r} already has {limit} open streams (the limit); close one first",
+                reason="TOO_MANY_SESSIONS",
+                metadata={"limit": str(limit)},
+            )
+            self.failure = Close(exc.status, exc.message, exc.reason)
+            yield encode.error_event(exc, fatal=True).SerializeToString()
+            return
+        streams[device] = streams.get(device, 0) + 1
         reader = asyncio.create_task(self._read_loop(), name=f"agentnet-read-{s.id}")
         try:
             async for data in self.delivery.frames():
@@ -159,6 +179,11 @@ class Conn:
             if self.registered:
                 self.hub.detach(s)
                 self.net.mark_seen(s.agent_id, s.device_id)
+            left = streams.get(device, 1) - 1
+            if left > 0:
+                streams[device] = left
+            else:
+                streams.pop(device, None)
 
     # -- reader -------------------------------------------------------------------------------
 
@@ -205,6 +230,10 @@ class Conn:
             s.close("OK", "the client closed the stream", "CLIENT_CLOSED")
         except asyncio.CancelledError:
             raise
+        except grpc.aio.AbortError:
+            # The writer ended the call (register timeout, revocation, limit): nothing to report.
+            if s.closing is None:
+                s.close("OK", "stream ended", "STREAM_ENDED")
         except Exception as exc:
             # The call ended under the reader: the peer went away (AioRpcError, a cancel), or this
             # side had already ended it (the hub closed the session while the reader was busy with
