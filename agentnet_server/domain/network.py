@@ -452,8 +452,6 @@ class Network:
         s = p.signed
         if not s.signature and not self.settings.require_signatures:
             return None
-        if s.signature:
-            signatures.check_time(s.sign_time, self.settings.sign_time_max_age, self.settings.sign_time_max_skew)
         target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
         check = functools.partial(
             signatures.check_message,
@@ -469,6 +467,7 @@ class Network:
             self.settings.require_signatures,
             p.reply_to,
             p.auto_hops,
+            window=(self.settings.sign_time_max_age, self.settings.sign_time_max_skew),
         )
         if not s.signature:
             check()  # raises SIGNATURE_MISSING

@@ -32,7 +32,18 @@ def check_time(sign_time: int, max_age: float, max_skew: float, now: int | None 
         )
 
 
-def _check(cert: x509.Certificate | None, signature: bytes, data: bytes, what: str, required: bool) -> None:
+Window = tuple[float, float]  # (max_age, max_skew) in seconds; 0 turns a side off
+
+
+def _check(
+    cert: x509.Certificate | None,
+    signature: bytes,
+    data: bytes,
+    what: str,
+    required: bool,
+    sign_time: int = 0,
+    window: Window = (0.0, 0.0),
+) -> None:
     if not signature:
         if required:
             raise InvalidArgument(
@@ -47,6 +58,7 @@ def _check(cert: x509.Certificate | None, signature: bytes, data: bytes, what: s
             "nothing was stored",
             reason="SIGNATURE_INVALID",
         )
+    check_time(sign_time, *window)
 
 
 def check_message(
@@ -62,13 +74,14 @@ def check_message(
     required: bool,
     reply_to: int = 0,
     auto_hops: int = 0,
+    window: Window = (0.0, 0.0),
 ) -> None:
     if signature and not sign_time:
         raise InvalidArgument("a signed message needs sign_time", reason="SIGNATURE_INVALID")
     data = wire.signed_bytes(
         device, sender, target, client_msg_id, content, payload_json or "", sign_time, reply_to, auto_hops
     )
-    _check(cert, signature, data, "message", required)
+    _check(cert, signature, data, "message", required, sign_time, window)
 
 
 def check_task_create(
@@ -85,11 +98,12 @@ def check_task_create(
     signature: bytes,
     sign_time: int,
     required: bool,
+    window: Window = (0.0, 0.0),
 ) -> None:
     data = wire.task_create_bytes(
         device, actor, client_task_id, title, description, assignee, group_id, priority, due_time, sign_time
     )
-    _check(cert, signature, data, "task", required)
+    _check(cert, signature, data, "task", required, sign_time, window)
 
 
 def check_task_update(
@@ -105,6 +119,7 @@ def check_task_update(
     signature: bytes,
     sign_time: int,
     required: bool,
+    window: Window = (0.0, 0.0),
 ) -> None:
     data = wire.task_update_bytes(device, actor, task_id, status, assignee, note, result, expected_version, sign_time)
-    _check(cert, signature, data, "task change", required)
+    _check(cert, signature, data, "task change", required, sign_time, window)

@@ -132,9 +132,6 @@ class Tasks:
         signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
-        if signed.signature:
-            st = self.net.settings
-            signatures.check_time(signed.sign_time, st.sign_time_max_age, st.sign_time_max_skew)
         signatures.check_task_create(
             signed.cert,
             device,
@@ -149,6 +146,7 @@ class Tasks:
             signed.signature,
             signed.sign_time,
             self.net.settings.require_signatures,
+            window=(self.net.settings.sign_time_max_age, self.net.settings.sign_time_max_skew),
         )
         title = validate.check_text("title", title.strip(), MAX_TITLE, required=True)
         validate.check_text("description", description, MAX_TEXT, single_line=False)
@@ -191,9 +189,6 @@ class Tasks:
         signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """An empty result leaves the result as it is."""
-        if signed.signature:
-            st = self.net.settings
-            signatures.check_time(signed.sign_time, st.sign_time_max_age, st.sign_time_max_skew)
         signatures.check_task_update(
             signed.cert,
             device,
@@ -207,6 +202,7 @@ class Tasks:
             signed.signature,
             signed.sign_time,
             self.net.settings.require_signatures,
+            window=(self.net.settings.sign_time_max_age, self.net.settings.sign_time_max_skew),
         )
         self._check_task_id(task_id)
         if status and status not in S._value2member_map_:
