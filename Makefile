@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw
+.PHONY: help setup system-deps run test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw test-flood
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, id
 
 test-replicas: $(STAMP) ## Replica fault scenarios on PostgreSQL (~2 min; needs AGENTNET_TEST_POSTGRES, haproxy)
 	$(BIN)/python -m pytest -q -m replicas -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
+
+test-flood: $(STAMP) ## Connection floods (2,000 idle unauthenticated sockets per port); prints the figures
+	$(BIN)/python -m pytest -q -s -m flood -p no:cacheprovider -o addopts= tests/test_flood.py $(PYTEST_ARGS)
 
 soak: $(STAMP) ## Long soak run (minutes): steady traffic with random disconnects
 	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider -o addopts= $(PYTEST_ARGS)

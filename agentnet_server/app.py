@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from agentnet.v1 import events_pb2, service_pb2
 
-from . import auth, pki
+from . import auth, guard, memory, pki
 from .config import Settings
 from .domain.inbox import Inbox, ReadResult
 from .domain.limits import Limiter
@@ -111,6 +111,9 @@ def server_options(s: Settings) -> list[tuple[str, Any]]:
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", s.max_message_bytes),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        # Unauthenticated connections: the handshake must finish in time; all connections capped.
+        ("grpc.server_handshake_timeout_ms", int(s.handshake_timeout * 1000)),
+        ("grpc.max_allowed_incoming_connections", s.max_grpc_connections),
         ("grpc.server.max_pending_requests", 20000),
         ("grpc.server.max_pending_requests_hard_limit", 40000),
     ]
@@ -202,6 +205,9 @@ class App:
         rev.on_revoked = self._on_revoked
         await rev.refresh()
         self.tasks.append(asyncio.create_task(rev.poll(s.revocation_poll), name="agentnet-revocations"))
+        # Memory freed by closed connections goes back to the OS (HTTPS closes, or RSS growth).
+        self.trimmer = memory.Trimmer()
+        self.tasks.append(asyncio.create_task(self.trimmer.poll(), name="agentnet-trim"))
 
         self.inbox = Inbox(net)
         self.tasks_domain = Tasks(net)
@@ -289,6 +295,16 @@ class App:
             events=EventStream(self.net.acting_agent, self.sessions, self.settings.heartbeat_interval),
             document=openapi.build_document,
             services=service_pb2.DESCRIPTOR.services_by_name.values(),
+            guard=guard.Guard(
+                guard.Limits(
+                    max_unauthenticated=self.settings.max_unauthenticated,
+                    max_unauthenticated_per_source=self.settings.max_unauthenticated_per_source,
+                    max_handshakes=self.settings.max_handshakes,
+                    handshake_timeout=self.settings.handshake_timeout,
+                    header_timeout=self.settings.header_timeout,
+                ),
+                self.trimmer,
+            ),
         )
         try:
             port = await gateway.start(addr)

@@ -198,6 +198,19 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         "store_timeout",
         "store_lock_timeout",
         "store_outage_grace",
+        "sign_time_max_age",
+        "sign_time_max_skew",
+        "register_timeout",
+        "reads_per_second",
+        "read_burst",
+        "group_creates_per_hour",
+        "empty_group_ttl",
+        "max_unauthenticated",
+        "max_unauthenticated_per_source",
+        "max_handshakes",
+        "handshake_timeout",
+        "header_timeout",
+        "max_grpc_connections",
     ):
         if getattr(ns, name, None) is not None:
             overrides[name] = getattr(ns, name)
@@ -481,8 +494,49 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-unsigned",
         action="store_true",
-        help="accept messages and task changes without a device signature (recipients see them "
-        "as unsigned); weakens end-to-end authenticity, see SECURITY.md",
+        help="accept messages and task changes without a device signature (recipients refuse them "
+        "unless they opt in with accept_unsigned); weakens end-to-end authenticity, see SECURITY.md",
+    )
+    p.add_argument(
+        "--sign-time-max-age",
+        type=nonneg_float,
+        help="refuse signatures made more than this many seconds ago (default 86400; 0 = no limit)",
+    )
+    p.add_argument(
+        "--sign-time-max-skew",
+        type=nonneg_float,
+        help="refuse signatures dated more than this many seconds ahead (default 300; 0 = no limit)",
+    )
+    p.add_argument("--register-timeout", type=positive_float, help="seconds a new stream has to register (default 10)")
+    p.add_argument("--reads-per-second", type=nonneg_float, help="read calls per device per second (0 = off)")
+    p.add_argument("--read-burst", type=positive_int, help="read call burst per device")
+    p.add_argument(
+        "--group-creates-per-hour", type=nonneg_float, help="groups one agent may create per hour (0 = no limit)"
+    )
+    p.add_argument(
+        "--max-unauthenticated",
+        type=positive_int,
+        help="HTTPS connections without a finished TLS handshake, in total (default 1024)",
+    )
+    p.add_argument(
+        "--max-unauthenticated-per-source",
+        type=positive_int,
+        help="HTTPS connections without a finished TLS handshake, per source address (default 64)",
+    )
+    p.add_argument("--max-handshakes", type=positive_int, help="HTTPS TLS handshakes in progress at once (default 64)")
+    p.add_argument(
+        "--handshake-timeout", type=positive_float, help="seconds to finish the TLS handshake, both ports (default 10)"
+    )
+    p.add_argument(
+        "--header-timeout", type=positive_float, help="seconds for the first HTTPS request to arrive (default 10)"
+    )
+    p.add_argument(
+        "--max-grpc-connections", type=positive_int, help="open connections on the gRPC port (default 20000)"
+    )
+    p.add_argument(
+        "--empty-group-ttl",
+        type=nonneg_float,
+        help="seconds after which a group without members is deleted with its history (0 = never)",
     )
     p.add_argument("--max-agents-per-device", type=nonneg_int, help="agents one device may act as (0 = no limit)")
     p.add_argument("--max-sessions-per-device", type=nonneg_int, help="live sessions per device (0 = no limit)")

@@ -21,6 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from .. import auth, pki
 from ..errors import AgentnetError
+from ..guard import Guard, GuardedListener, Limits, listen
 from .errors import HttpError, bad_request, error_response, json_response, method_not_allowed
 from .sse import EVENTS_PATH, EventStream
 from .transcoder import OPENAPI_PATH, Transcoder
@@ -64,6 +65,7 @@ class Gateway:
         events: EventStream | None = None,
         document: Callable[[], dict[str, Any]] | None = None,
         services: Iterable[ServiceDescriptor] = (),
+        guard: Guard | None = None,
     ) -> None:
         self.unary = unary
         self.admit = admit
@@ -74,6 +76,8 @@ class Gateway:
         self.transcoder = Transcoder(services, docs_path=OPENAPI_PATH)
         self.max_body = max_body
         self.runner: web.AppRunner | None = None
+        self.guard = guard or Guard(Limits())
+        self.listener: GuardedListener | None = None
         self._openapi: bytes | None = None
         self._openapi_lock = asyncio.Lock()
         self.extra: dict[str, tuple[str, ...]] = {}
@@ -92,12 +96,13 @@ class Gateway:
             shutdown_timeout=max(0.5, self.shutdown_grace),
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=self.tls, reuse_port=False)
+        site = _GuardedSite(runner, self.tls, self.guard, host, port)
         try:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
             raise OSError(f"could not listen on {addr} for REST: {exc.strerror or exc}") from None
+        self.listener = site.listener
         bound = runner.addresses[0][1]
         log.info("REST shim on https://%s:%d (%d routes)", host, bound, len(self.transcoder.routes))
         return int(bound)
@@ -152,6 +157,8 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
         peer: auth.Peer | None = None
+        if self.listener is not None:
+            self.listener.seen(request.transport)
         try:
             peer = self._peer(request)
             await self.admit(peer)
@@ -206,3 +213,25 @@ class Gateway:
                 doc = await asyncio.to_thread(self.document)
                 self._openapi = json.dumps(doc, ensure_ascii=False, indent=2).encode()
         return web.Response(body=self._openapi, content_type="application/json", charset="utf-8")
+
+
+class _GuardedSite(web.BaseSite):
+    """aiohttp's TCPSite with the connection guard in front of TLS (agentnet_server.guard)."""
+
+    __slots__ = ("_guard", "_host", "_port", "_tls", "listener")
+
+    def __init__(self, runner: web.AppRunner, tls: ssl.SSLContext, guard: Guard, host: str, port: int) -> None:
+        super().__init__(runner)
+        self._tls, self._guard, self._host, self._port = tls, guard, host, port
+        self.listener: GuardedListener | None = None
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self.listener = GuardedListener(listen(self._host, self._port), server, self._tls, self._guard)
+        self._server = self.listener  # type: ignore[assignment]
