@@ -224,9 +224,12 @@ REASONS: dict[str, tuple[str, ...]] = {
         "CERT_NOT_FOUND",
         "DEVICE_NOT_FOUND",
         "DEVICE_REVOKED",
+        # Not from the server: the client's event in place of a message whose signature fails.
+        "MESSAGE_REJECTED",
         "NO_CLIENT_CERTIFICATE",
         "SIGNATURE_INVALID",
         "SIGNATURE_MISSING",
+        "SIGN_TIME_OUT_OF_WINDOW",
     ),
     "stream": (
         "ACK_AHEAD",
@@ -247,8 +250,10 @@ REASONS: dict[str, tuple[str, ...]] = {
     "limits": (
         "CONTENT_TOO_LARGE",
         "EVENT_RATE_LIMITED",
+        "GROUP_CREATE_RATE_LIMITED",
         "PAYLOAD_TOO_DEEP",
         "PAYLOAD_TOO_LARGE",
+        "READ_RATE_LIMITED",
         "SEND_RATE_LIMITED",
         "TOO_LONG",
         "TOO_MANY",
@@ -268,6 +273,7 @@ REASONS: dict[str, tuple[str, ...]] = {
         "BAD_PAGE_TOKEN",
         "BAD_PRIORITY",
         "BAD_REPLY_TO",
+        "BAD_REQUEST",
         "BAD_SEQ",
         "BAD_STATUS",
         "BAD_TASK_ID",
