@@ -27,6 +27,7 @@ from .wire import (
     TASK_UPDATE,
     canonical_payload,
     message_bytes,
+    message_bytes_all,
     signed_bytes,
     target_of_message,
     target_of_send,
@@ -48,6 +49,7 @@ __all__ = [
     "Verifier",
     "canonical_payload",
     "message_bytes",
+    "message_bytes_all",
     "signed_bytes",
     "target_of_message",
     "target_of_send",
@@ -194,4 +196,4 @@ class Verifier:
         names = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
         if not names or names[0].value != m.sender_device:
             return Verification.INVALID
-        return Verification.VERIFIED if verify(cert, m.signature, message_bytes(m)) else Verification.INVALID
+        return Verification.VERIFIED if verify(cert, m.signature, message_bytes_all(m)) else Verification.INVALID

@@ -8,14 +8,15 @@ from the client package. No gRPC here: only protobuf messages, text rules and by
   on unary calls and REST, Error.reason on the Session stream); protos/agentnet/v1/events.proto
   documents them on Error.reason.
 
-Signatures: ECDSA P-256 / SHA-256 by the sending device's key over a canonical encoding.
+Signatures: ECDSA P-256 / SHA-256 by the sending device's key over a canonical encoding,
+specified for any language in docs/signing.md with test vectors in docs/signing-vectors.json.
 
 The signed bytes are a domain tag followed by UTF-8 fields, each preceded by its length as
-4 bytes big-endian. Numbers are decimal text; times are microseconds since the epoch.
+4 bytes big-endian. Numbers (enums too) are decimal text; times are microseconds since the epoch.
 
     "agentnet.v1.message":     sender device, sender agent, target ("group:<id>" or
                                "agent:<recipient id>"), client_msg_id, content, payload
-                               (canonical JSON: keys sorted, no spaces, UTF-8; empty when
+                               (RFC 8785 JSON Canonicalization Scheme, UTF-8; empty when
                                absent), sign_time; then, only when either is set (so a
                                message without them keeps the bytes it always had): reply_to,
                                auto_hops
@@ -33,11 +34,14 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
+import rfc8785
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from google.protobuf import json_format, struct_pb2
 
 from agentnet.v1 import events_pb2, resources_pb2
@@ -79,12 +83,32 @@ TASK_CREATE = b"agentnet.v1.task.create"
 TASK_UPDATE = b"agentnet.v1.task.update"
 
 
+def jcs(value: Any) -> str:
+    """RFC 8785 canonical JSON text of a JSON value (numbers as ECMAScript prints doubles: 1, 0.1,
+    1e+21; keys sorted by UTF-16 code units; no whitespace)."""
+    return rfc8785.dumps(value).decode("utf-8")
+
+
+def legacy_json(value: Any) -> str:
+    """Signing scheme 1 (before RFC 8785): Python's json.dumps with sorted keys. Still accepted
+    when verifying, so messages signed before the switch stay verifiable (docs/signing.md)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_payload(payload: struct_pb2.Struct | None) -> str:
+    """The payload as it enters the signed bytes (RFC 8785); "" when absent."""
     if payload is None:
         return ""
-    return json.dumps(
-        json_format.MessageToDict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return jcs(json_format.MessageToDict(payload))
+
+
+def payload_texts(value: Any) -> tuple[str, ...]:
+    """The payload texts a verifier accepts, the current scheme first: (RFC 8785,) or, when the
+    scheme-1 text differs (numbers, astral-plane keys), (RFC 8785, scheme 1)."""
+    if value is None:
+        return ("",)
+    current, old = jcs(value), legacy_json(value)
+    return (current,) if current == old else (current, old)
 
 
 def _encode(tag: bytes, *fields: str) -> bytes:
@@ -176,32 +200,54 @@ def target_of_message(m: resources_pb2.Message) -> str:
 
 
 def message_bytes(m: resources_pb2.Message) -> bytes:
-    payload = canonical_payload(m.payload) if m.HasField("payload") else ""
-    return signed_bytes(
-        m.sender_device,
-        m.sender,
-        target_of_message(m),
-        m.client_msg_id,
-        m.content,
-        payload,
-        m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0,
-        m.reply_to,
-        m.auto_hops,
+    return message_bytes_all(m)[0]
+
+
+def message_bytes_all(m: resources_pb2.Message) -> tuple[bytes, ...]:
+    """The signed bytes of a received message under each payload text a verifier accepts."""
+    texts = payload_texts(json_format.MessageToDict(m.payload)) if m.HasField("payload") else ("",)
+    return tuple(
+        signed_bytes(
+            m.sender_device,
+            m.sender,
+            target_of_message(m),
+            m.client_msg_id,
+            m.content,
+            text,
+            m.sign_time.ToMicroseconds() if m.HasField("sign_time") else 0,
+            m.reply_to,
+            m.auto_hops,
+        )
+        for text in texts
     )
 
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-def verify(cert: x509.Certificate, signature: bytes, data: bytes) -> bool:
+def verify(cert: x509.Certificate, signature: bytes, data: bytes | tuple[bytes, ...]) -> bool:
+    """Whether `signature` (DER, or raw r||s) is the certificate key's signature over `data` (or
+    over any of several encodings of the same content, the current scheme first)."""
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False
-    try:
-        key.verify(signature, data, _ECDSA_SHA256)
-        return True
-    except InvalidSignature:
-        return False
+    candidates = (data,) if isinstance(data, bytes) else data
+    forms = [signature]
+    if len(signature) == 64:  # raw r||s (IEEE P1363, as WebCrypto signs): 32 bytes each, big-endian
+        forms.append(raw_to_der(signature))
+    for sig in forms:
+        for blob in candidates:
+            try:
+                key.verify(sig, blob, _ECDSA_SHA256)
+                return True
+            except (InvalidSignature, ValueError):
+                continue
+    return False
+
+
+def raw_to_der(signature: bytes) -> bytes:
+    """A raw 64-byte r||s signature as DER (the ASN.1 SEQUENCE of two INTEGERs)."""
+    return encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
 
 
 # -- reason words -------------------------------------------------------------------------------

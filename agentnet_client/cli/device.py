@@ -46,6 +46,69 @@ async def cmd_sign(ns: argparse.Namespace) -> int:
     return 0
 
 
+async def _signing_agent(ns: argparse.Namespace) -> tuple[Any, str]:
+    client = make_client(ns)
+    agent = acting(ns)
+    if not agent:
+        async with client:
+            agent = await client.acting_agent()
+    return client, agent
+
+
+async def cmd_sign_task(ns: argparse.Namespace) -> int:
+    """A signed CreateTaskRequest (offline with --agent)."""
+    import uuid
+
+    from agentnet.v1 import resources_pb2, service_pb2
+
+    from ..signing import Signer
+    from .tasks import parse_due
+
+    task = resources_pb2.Task(
+        title=ns.title,
+        assignee=ns.assignee,
+        description=ns.description or "",
+        group_id=ns.group or "",
+        priority=resources_pb2.TaskPriority.Value("TASK_PRIORITY_" + ns.priority.upper()),
+    )
+    due = parse_due(ns.due)
+    if due is not None:
+        task.due_time.FromDatetime(due)
+    client, agent = await _signing_agent(ns)
+    cid = ns.id or uuid.uuid4().hex
+    req = service_pb2.CreateTaskRequest(task=task, agent_id=agent, client_task_id=cid)
+    req.signature, sign_time = Signer(client.device).sign_task_create(agent, cid, task)
+    req.sign_time.FromMicroseconds(sign_time)
+    print(json.dumps(to_dict(req), ensure_ascii=False))
+    return 0
+
+
+async def cmd_sign_task_update(ns: argparse.Namespace) -> int:
+    """A signed UpdateTaskRequest (offline with --agent)."""
+    from agentnet.v1 import service_pb2
+
+    from ..signing import Signer
+    from .tasks import _status_value
+
+    status = _status_value(ns.status) if ns.status else 0
+    client, agent = await _signing_agent(ns)
+    req = service_pb2.UpdateTaskRequest(
+        task_id=ns.task_id,
+        status=status,  # type: ignore[arg-type]
+        assignee=ns.assignee or "",
+        note=ns.note or "",
+        result=ns.result or "",
+        expected_version=ns.expected_version or 0,
+        agent_id=agent,
+    )
+    req.signature, sign_time = Signer(client.device).sign_task_update(
+        agent, ns.task_id, status, req.assignee, req.note, req.result, req.expected_version
+    )
+    req.sign_time.FromMicroseconds(sign_time)
+    print(json.dumps(to_dict(req), ensure_ascii=False))
+    return 0
+
+
 async def cmd_enroll_request(ns: argparse.Namespace) -> int:
     """The device side of CSR enrollment: the operator signs request.csr with `agentnet-server enroll`."""
     import os
@@ -112,6 +175,25 @@ def register(add: Add) -> None:
     p.add_argument("--id", help="client_msg_id (default: a new random id)")
     p.add_argument("--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers")
     p.add_argument("--stream", action="store_true", help="print a Session stream event instead of a unary request")
+
+    p = add("sign-task", cmd_sign_task, "print a signed CreateTask request as JSON, for grpcurl -d or curl -d")
+    p.add_argument("--title", required=True)
+    p.add_argument("--assignee", required=True, help="the agent that should do it")
+    p.add_argument("--description")
+    p.add_argument("--group", help="the group the task belongs to")
+    p.add_argument("--priority", choices=["low", "normal", "high", "urgent"], default="normal")
+    p.add_argument("--due", help="due time, ISO 8601 with a zone (e.g. 2026-12-01T18:00:00+08:00)")
+    p.add_argument("--id", help="client_task_id (default: a new random id)")
+
+    from .tasks import STATUSES
+
+    p = add("sign-task-update", cmd_sign_task_update, "print a signed UpdateTask request as JSON, for grpcurl or curl")
+    p.add_argument("task_id")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--assignee", help="reassign to this agent")
+    p.add_argument("--note")
+    p.add_argument("--result")
+    p.add_argument("--expected-version", type=positive_int, help="refuse the change unless the task is at it")
 
     p = add(
         "enroll-request",

@@ -417,6 +417,12 @@ class Network:
         whether `reply_to` exists, which the writer checks in its transaction)."""
         conv = self.conversation_of(agent_id, target)
         validate.reply_ref(reply_to, auto_hops)
+        if not client_msg_id and (signed.signature or self.settings.require_signatures):
+            raise InvalidArgument(
+                "client_msg_id is empty: a signed message needs one chosen by the sender (the signature covers "
+                "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
+                reason="BAD_CLIENT_ID",
+            )
         client_msg_id = validate.client_id("client_msg_id", client_msg_id or f"srv-{uuid.uuid4().hex}")
         validate.content(content, self.settings.max_content_bytes, payload is not None)
         payload_json = validate.payload(payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)

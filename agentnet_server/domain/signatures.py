@@ -5,6 +5,8 @@ that signs, the server that checks, and every recipient that checks again."""
 
 from __future__ import annotations
 
+import json
+
 from cryptography import x509
 
 from agentnet_client import wire
@@ -38,7 +40,7 @@ Window = tuple[float, float]  # (max_age, max_skew) in seconds; 0 turns a side o
 def _check(
     cert: x509.Certificate | None,
     signature: bytes,
-    data: bytes,
+    data: bytes | tuple[bytes, ...],
     what: str,
     required: bool,
     sign_time: int = 0,
@@ -47,14 +49,16 @@ def _check(
     if not signature:
         if required:
             raise InvalidArgument(
-                f"{what} is not signed: sign it with the device key (the agentnet client does; for curl use "
-                "`agentnet sign`)",
+                f"{what} is not signed: sign it with the device key (the agentnet client does; for curl and "
+                "grpcurl use `agentnet sign`, `agentnet sign-task` or `agentnet sign-task-update`; "
+                "docs/signing.md)",
                 reason="SIGNATURE_MISSING",
             )
         return
     if cert is None or not wire.verify(cert, signature, data):
         raise InvalidArgument(
-            f"the signature of this {what} does not match its content and this device's certificate; "
+            f"the signature of this {what} does not match its content and this device's certificate "
+            "(ECDSA P-256 over SHA-256 of the bytes docs/signing.md defines; DER or raw 64-byte r||s); "
             "nothing was stored",
             reason="SIGNATURE_INVALID",
         )
@@ -78,8 +82,10 @@ def check_message(
 ) -> None:
     if signature and not sign_time:
         raise InvalidArgument("a signed message needs sign_time", reason="SIGNATURE_INVALID")
-    data = wire.signed_bytes(
-        device, sender, target, client_msg_id, content, payload_json or "", sign_time, reply_to, auto_hops
+    texts = wire.payload_texts(json.loads(payload_json)) if payload_json else ("",)
+    data = tuple(
+        wire.signed_bytes(device, sender, target, client_msg_id, content, text, sign_time, reply_to, auto_hops)
+        for text in texts
     )
     _check(cert, signature, data, "message", required, sign_time, window)
 

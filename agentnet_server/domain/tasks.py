@@ -132,6 +132,12 @@ class Tasks:
         signed: SignedFields = SignedFields(),
     ) -> TaskCommit:
         """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
+        if not client_task_id and (signed.signature or self.net.settings.require_signatures):
+            raise InvalidArgument(
+                "client_task_id is empty: a signed task needs one chosen by the creator (the signature covers "
+                "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
+                reason="BAD_CLIENT_ID",
+            )
         signatures.check_task_create(
             signed.cert,
             device,
