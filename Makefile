@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw test-flood
+.PHONY: help setup system-deps run test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw test-flood test-interop
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,12 @@ bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, id
 
 test-replicas: $(STAMP) ## Replica fault scenarios on PostgreSQL (~2 min; needs AGENTNET_TEST_POSTGRES, haproxy)
 	$(BIN)/python -m pytest -q -m replicas -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
+
+INTEROP_DIR ?= .interop
+test-interop: $(STAMP) ## Install @grpc/grpc-js (npm, into .interop/) and test a Node client against Python, both ways
+	@mkdir -p $(INTEROP_DIR)
+	@test -d $(INTEROP_DIR)/node_modules/@grpc/grpc-js || (cd $(INTEROP_DIR) && npm install --no-audit --no-fund --no-save @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1)
+	AGENTNET_TEST_INTEROP=$(abspath $(INTEROP_DIR)) $(BIN)/python -m pytest -q -s -m interop -o addopts= -p no:cacheprovider tests/test_interop.py $(PYTEST_ARGS)
 
 test-flood: $(STAMP) ## Connection floods (2,000 idle unauthenticated sockets per port); prints the figures
 	$(BIN)/python -m pytest -q -s -m flood -p no:cacheprovider -o addopts= tests/test_flood.py $(PYTEST_ARGS)
