@@ -37,6 +37,11 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, args: list[str], ready: pathlib.Path, timeout: float = 60.0) -> dict[str, Any]:
+        self.spawn(args, ready)
+        return self.wait_ready(ready, timeout)
+
+    def spawn(self, args: list[str], ready: pathlib.Path) -> None:
+        """Start the process and return at once (`wait_ready` waits for it to listen)."""
         ready.unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -46,6 +51,11 @@ class ServerProcess:
                 cwd=self.workdir,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
             )
+
+    def wait_ready(self, ready: pathlib.Path, timeout: float = 60.0) -> dict[str, Any]:
+        """The ready file's contents once the process wrote it; an error with the log's tail if it
+        exits first or does not get there within `timeout`."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.proc.poll() is not None:
@@ -64,6 +74,12 @@ class ServerProcess:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """Ask for a graceful stop (SIGTERM) without waiting; `stop` then waits for it."""
+        if self.running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM (a graceful stop), then SIGKILL after `timeout`; the exit code."""

@@ -8,6 +8,7 @@ import contextlib
 import os
 import pathlib
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -47,6 +48,8 @@ class ServerProc:
         self.log = workdir / "server.log"
         self.process = ServerProcess(self.log, workdir)
         self.starts = 0
+        self._ready = workdir / "ready-0.json"
+        self.stopped_at = 0.0
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -57,7 +60,12 @@ class ServerProc:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProc:
-        ready = self.workdir / f"ready-{self.starts}.json"
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to listen (`wait_ready` does)."""
+        self._ready = self.workdir / f"ready-{self.starts}.json"
         self.starts += 1
         flags = {k: v for k, v in self.flags.items() if k != "http_addr"}
         http = self.flags.get("http_addr", "off")
@@ -72,7 +80,10 @@ class ServerProc:
             health_addr=health if health == "off" else f"127.0.0.1:{self.health_port or 0}",
             **flags,
         )
-        info = self.process.start(args, ready, timeout)
+        self.process.spawn(args, self._ready)
+
+    def wait_ready(self, timeout: float = 30.0) -> ServerProc:
+        info = self.process.wait_ready(self._ready, timeout)
         self.port = int(info["grpc"].rsplit(":", 1)[1])
         if info.get("http"):
             self.http_port = int(info["http"].rsplit(":", 1)[1])
@@ -98,8 +109,69 @@ def _db_url(tmp: pathlib.Path) -> str:
     return f"sqlite:///{tmp / 'agentnet.db'}"
 
 
+class ServerPool:
+    """Fresh default servers (a new SQLite file, default flags), each started one test ahead: the
+    next test's server boots while the current test runs, so a test still gets a server of its
+    own but rarely waits for one. Stopped servers are reaped in the background."""
+
+    def __init__(self, certs: pki.CertsDir, root: pathlib.Path) -> None:
+        self.certs = certs
+        self.root = root
+        self.count = 0
+        self.next: ServerProc | None = None
+        self.stopping: list[ServerProc] = []
+
+    def _spawn(self) -> ServerProc:
+        workdir = self.root / f"srv{self.count}"
+        self.count += 1
+        workdir.mkdir()
+        srv = ServerProc(self.certs, _db_url(workdir), workdir)
+        srv.spawn()
+        return srv
+
+    def take(self) -> ServerProc:
+        srv, self.next = self.next or self._spawn(), None
+        try:
+            srv.wait_ready()
+        finally:
+            self.next = self._spawn()
+        return srv
+
+    def release(self, servers: list[ServerProc]) -> None:
+        """SIGTERM now; the exit is awaited later (a server that is still up 15 s later is killed)."""
+        for srv in servers:
+            srv.process.terminate()
+            srv.stopped_at = time.monotonic()
+            self.stopping.append(srv)
+        self.reap(block=False)
+
+    def reap(self, block: bool) -> None:
+        left: list[ServerProc] = []
+        for srv in self.stopping:
+            if srv.proc is None or srv.proc.poll() is not None:
+                continue
+            if block or time.monotonic() - srv.stopped_at > 15:
+                srv.stop()
+            else:
+                left.append(srv)
+        self.stopping = left
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.next.kill()
+        self.reap(block=True)
+
+
+@pytest.fixture(scope="session")
+def server_pool(certs: pki.CertsDir, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    pool = ServerPool(certs, tmp_path_factory.mktemp("pool"))
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def make_server(certs: pki.CertsDir, tmp_path: pathlib.Path) -> Iterator[Any]:
+def make_server(certs: pki.CertsDir, tmp_path: pathlib.Path, server_pool: ServerPool) -> Iterator[Any]:
+    """Start a server with these settings (a fresh SQLite file unless `db` is given)."""
     started: list[ServerProc] = []
 
     def make(db: str | None = None, **flags: Any) -> ServerProc:
@@ -110,14 +182,15 @@ def make_server(certs: pki.CertsDir, tmp_path: pathlib.Path) -> Iterator[Any]:
         return srv.start()
 
     yield make
-    for s in started:
-        s.stop()
+    server_pool.release(started)
 
 
 @pytest.fixture
-def server(make_server: Any) -> ServerProc:
-    srv: ServerProc = make_server()
-    return srv
+def server(server_pool: ServerPool) -> Iterator[ServerProc]:
+    """A fresh server with the default settings, for this test alone (taken from the pool)."""
+    srv = server_pool.take()
+    yield srv
+    server_pool.release([srv])
 
 
 class Clients:
