@@ -444,6 +444,32 @@ async def test_start_checks_refuse_with_one_line(clients: Clients) -> None:
         await gw.stop()
 
 
+async def test_rate_limit_makes_items_wait_and_share_a_turn(clients: Clients) -> None:
+    """One turn per 2 s at most in a conversation: items that arrive while the next turn waits
+    for the limit go into it together; nothing is dropped."""
+    gw = await FakeGateway().start()
+    lao = await clients.live("laoxing-vps", "lao9", "Lao9")
+    await lao.join("rl", create=True)
+    xiao = await clients.live("xiaoxing-mac", "xiao9", "Xiao9")
+    await xiao.join("rl")
+    await xiao.close()
+    proc = start_bridge(clients, "xiaoxing-mac", "xiao9", gw.url, "--rate-per-minute", "30", "--burst", "1")
+    try:
+        await wait_online(lao, "xiao9")
+        first = await lao.send("@xiao9 one", group_id="rl")
+        await _wait_messages(lao, "xiao9", 1, group_id="rl")
+        later = [await lao.send(f"@xiao9 more {i}", group_id="rl") for i in range(3)]
+        answers = await _wait_messages(lao, "xiao9", 2, group_id="rl")
+        await asyncio.sleep(1.5)
+        assert [t["input"].count("← for you") for t in gw.turns] == [1, 3]
+        assert [a.reply_to for a in await messages_by(lao, "xiao9", group_id="rl")] == [first.seq, later[-1].seq]
+        assert answers[0].reply_to == first.seq
+    finally:
+        _, err = await stop(proc)
+        await gw.stop()
+    assert "rate limit for group:rl: next turn in" in err and "Traceback" not in err, err
+
+
 async def test_hook_mode_hands_over_once(clients: Clients) -> None:
     """--mode hook keeps the fire-and-forget hand-over to /hooks/agent, with an idempotency key."""
     gw = await FakeGateway().start()
@@ -593,6 +619,17 @@ async def test_setup_applies_config_skill_and_env_and_doctor_finds_each_problem(
         (skills / "agentnet" / "SKILL.md").unlink()
         bad = await agentnet("doctor", *common, "--env-file", str(env_file))
         assert "FAIL  skill installed: no " in bad.stdout and "openclaw setup --apply" in bad.stdout
+        # The bridge runs the same checks at start and refuses with the same line.
+        bridge = await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN / "agentnet"), "bridge", "--env-file", str(env_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        [line] = bridge.stderr.strip().splitlines()
+        assert bridge.returncode == 78 and line.startswith("agentnet bridge: skill installed: no "), bridge.stderr
     finally:
         await gw.stop()
 

@@ -176,6 +176,7 @@ class Bridge:
         self.joined: dict[str, int] = {}
         self._directory_time = 0.0
         self._background: set[asyncio.Future[None]] = set()
+        self._recovering = False  # items found at start keep a turn each, like after an outage
         self.since = 0.0  # when the bridge first started with this cache: older history is not answered
 
     # -- records ------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class Bridge:
         if cur.rowcount != 1:
             return False
         if state == "pending":
-            if item.session in self.busy:
+            if item.session in self.busy and not self._recovering:
                 self.joined[item.key] = self.busy[item.session]
             self._wake(item.session)
         else:
@@ -377,18 +378,19 @@ class Bridge:
             self.busy[session] = self.epochs[session]
 
     def batch(self, session: str) -> list[Item]:
-        """The next turn's items: the oldest pending one and, if it arrived while this conversation was
-        busy, the following ones that arrived in the same busy period (up to batch_max)."""
+        """The next turn's items: the oldest pending one and the following ones that arrived while
+        this conversation was busy — during the previous turn (if the oldest did too) or while this
+        turn waited for the rate limit or a free slot — up to batch_max. Items that arrived while the
+        gateway was unreachable are in no busy period: each keeps a turn of its own."""
         items = self.pending(session, self.opt.batch_max)
         if not items:
             return []
+        epochs = {self.busy.get(session), self.joined.get(items[0].key)} - {None}
         out = [items[0]]
-        epoch = self.joined.get(items[0].key)
-        if epoch is not None:
-            for i in items[1:]:
-                if self.joined.get(i.key) != epoch:
-                    break
-                out.append(i)
+        for i in items[1:]:
+            if self.joined.get(i.key) not in epochs:
+                break
+            out.append(i)
         for i in out:
             self.joined.pop(i.key, None)
         return out
@@ -673,8 +675,10 @@ class Bridge:
             tasks: list[asyncio.Future[Any]] = []
             try:
                 await self.refresh_directory(force=True)
+                self._recovering = True
                 for ev in self.backlog():
                     self.take(ev)
+                self._recovering = False
                 sessions = {
                     s for (s,) in self.db.execute("SELECT DISTINCT session FROM bridge_item WHERE state = 'pending'")
                 }

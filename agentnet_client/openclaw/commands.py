@@ -136,6 +136,17 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
             if not c.ok:
                 code = EXIT_UNAVAILABLE if c.name == "gateway reachable" else EXIT_CONFIG
                 return refuse(f"{c.name}: {c.detail}", code)
+        # After `agentnet openclaw setup`, the skill and the agent's environment are checked too.
+        config, skills = os.environ.get("AGENTNET_OPENCLAW_CONFIG"), os.environ.get("AGENTNET_OPENCLAW_SKILLS")
+        if config and skills and mode == "reply":
+            from .setup import skill_checks
+
+            found = await stoppable(asyncio.to_thread(skill_checks, pathlib.Path(config), pathlib.Path(skills), None))
+            if found is None:
+                return 0
+            for c in found:
+                if not c.ok:
+                    return refuse(f"{c.name}: {c.detail}", EXIT_CONFIG)
     from ..cli.common import session_agent
 
     agent = await stoppable(session_agent(ns))
