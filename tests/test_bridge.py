@@ -330,8 +330,10 @@ async def test_loop_guard_and_hop_limit(clients: Clients) -> None:
         auto = await chain()
         assert [(m.sender, m.auto_hops) for m in auto] == [("bee", 1), ("ant", 2), ("bee", 3)]
         assert [m.reply_to for m in auto] == [first.seq, auto[0].seq, auto[1].seq]
+        last = f"dm:{conv}:{auto[2].seq}"
+        await until(lambda: any(k == last for k, _, _ in items(clients, "laoxing-vps", "ant")), timeout=10)
         notes = dict((k, n) for k, _, n in items(clients, "laoxing-vps", "ant"))
-        assert "hop limit" in notes[f"dm:{conv}:{auto[2].seq}"]
+        assert "hop limit" in notes[last]
         # The person's own message was never an item for Ant's bridge.
         assert f"dm:{conv}:{first.seq}" not in notes
 
@@ -494,7 +496,8 @@ async def test_hook_mode_hands_over_once(clients: Clients) -> None:
         h = gw.hooks[0]
         assert h["agentId"] == "main" and h["deliver"] is False
         assert "Direct message from Lao4 (@lao4)" in h["message"] and h["wakeMode"] == "now"
-        assert [s for _, s, _ in items(clients, "xiaoxing-mac", "xiao4")] == ["done"]
+        # Recorded as handed over once the gateway has answered.
+        await until(lambda: [s for _, s, _ in items(clients, "xiaoxing-mac", "xiao4")] == ["done"], timeout=10)
         assert gw.turns == []
     finally:
         _, err = await stop(proc)

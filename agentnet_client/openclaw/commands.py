@@ -167,8 +167,20 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
             cfg.agent or "(default)",
             options.max_hops,
         )
+        running = asyncio.ensure_future(bridge.run(stop))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            # Stopped while starting (reading the agent list from an unreachable server, say):
+            # give run() a moment to return by itself, then cancel it.
+            done, _ = await asyncio.wait({running}, timeout=0.5)
+            if not done:
+                running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            return 0
         try:
-            await bridge.run(stop)
+            running.result()
         except BridgeError as exc:
             return refuse(str(exc), EXIT_CONFIG)
     finally:

@@ -21,6 +21,7 @@ from agentnet.v1 import resources_pb2
 MAX_CONTEXT_MESSAGES = 30
 MAX_CONTEXT_CHARS = 8000
 MAX_ITEM_CHARS = 4000
+MAX_MEMBERS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +146,10 @@ def message_turn(
         title, members = directory.groups.get(gid, (gid, []))
         senders = ", ".join(dict.fromkeys(directory.who(i.sender, me) for i in items))
         head = f'[agentnet] {senders} mentioned you in the group "{title}" (#{gid}).'
-        where = f"Members of #{gid}: " + ", ".join(directory.who(a, me) for a in members) if members else ""
+        names = [directory.who(a, me) for a in members[:MAX_MEMBERS]]
+        if len(members) > MAX_MEMBERS:
+            names.append(f"and {len(members) - MAX_MEMBERS} more (`{agentnet} members {gid}`)")
+        where = f"Members of #{gid}: " + ", ".join(names) if members else ""
         post = f"the group #{gid}"
         act = [
             f"`{agentnet} history {gid}` (older messages)",
