@@ -779,13 +779,13 @@ def test_readme_curl_commands_work(make_server: Any, certs: pki.CertsDir) -> Non
     for needed in ("/api/agents/register", "/api/agents ", "/api/groups ", "/messages", "/inbox", "/api/events"):
         assert needed in text, f"the README section has no command for {needed.strip()}"
     assert all("curl " in c for c in commands)
-    device = certs.device_dir("laptop")
+    device = certs.device_dir("ci-runner")  # the README's REST device
     if not (device / "cert.pem").exists():
-        device = pki.issue_device(certs, "laptop").folder
+        device = pki.issue_device(certs, "ci-runner").folder
     env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     for cmd in commands:
         run = cmd.replace("https://127.0.0.1:8443", f"https://127.0.0.1:{srv.http_port}")
-        run = run.replace("certs/devices/laptop", str(device)).replace("certs/ca.pem", str(certs.ca_cert))
+        run = run.replace("certs/devices/ci-runner", str(device)).replace("certs/ca.pem", str(certs.ca_cert))
         events = "/api/events" in cmd
         # Show the HTTP status after the body; stop the endless event stream as Ctrl-C would.
         run = run.replace("curl ", "curl -sS --max-time 3 " if events else "curl -sS ", 1)
