@@ -56,7 +56,8 @@ def _safe_parser(cls: Any) -> Any:
 
 
 def _serialize(msg: Any) -> bytes:
-    return msg.SerializeToString()
+    data: bytes = msg.SerializeToString()
+    return data
 
 
 def build_handler(

@@ -197,9 +197,10 @@ class Delivery:
         move the cursor past it, so nothing is skipped silently."""
         self.s.cursors[conv] = last
         log.info("session %s (%s): %s #%d-#%d no longer stored", self.s.id, self.s.agent_id, conv, first, last)
-        return events_pb2.ServerEvent(
+        data: bytes = events_pb2.ServerEvent(
             history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
         ).SerializeToString()
+        return data
 
     async def _replay(self) -> AsyncIterator[bytes]:
         while self.s.control:

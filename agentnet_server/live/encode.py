@@ -199,7 +199,7 @@ def encode(env: Envelope) -> bytes:
 
 
 def presence(changes: list[PresenceChange], names: dict[str, str], snapshot: bool = False) -> bytes:
-    return events_pb2.ServerEvent(
+    data: bytes = events_pb2.ServerEvent(
         presence=events_pb2.PresenceUpdate(
             agents=[
                 events_pb2.AgentPresence(
@@ -213,6 +213,7 @@ def presence(changes: list[PresenceChange], names: dict[str, str], snapshot: boo
             snapshot=snapshot,
         )
     ).SerializeToString()
+    return data
 
 
 def duration(seconds: float) -> duration_pb2.Duration:

@@ -92,7 +92,8 @@ def error_body(
             )
         )
         st.details.append(violation)
-    return json_format.MessageToDict(st)
+    body: dict[str, Any] = json_format.MessageToDict(st)
+    return body
 
 
 def json_response(body: Any, http_status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

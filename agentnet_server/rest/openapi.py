@@ -197,7 +197,7 @@ class Builder:
         return schema
 
     def enum(self, enum: EnumDescriptor) -> str:
-        name = enum.full_name
+        name: str = enum.full_name
         if name not in self.schemas:
             values = [v.name for v in enum.values]
             described = ((v.name, self.comments.get(f"{name}.{v.name}")) for v in enum.values)

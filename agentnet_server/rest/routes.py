@@ -182,7 +182,8 @@ class Route:
 
     @property
     def rpc_name(self) -> str:
-        return self.method.name
+        name: str = self.method.name
+        return name
 
     @property
     def path_fields(self) -> frozenset[str]:

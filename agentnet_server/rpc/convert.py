@@ -24,7 +24,8 @@ def signed(req: Any, peer: Peer) -> SignedFields:
 def payload_dict(p: struct_pb2.Struct, present: bool) -> dict[str, Any] | None:
     if not present:
         return None
-    return json_format.MessageToDict(p)
+    out: dict[str, Any] = json_format.MessageToDict(p)
+    return out
 
 
 def check_seq(what: str, value: int) -> int:

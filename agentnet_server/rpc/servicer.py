@@ -23,6 +23,8 @@ from ..store import ops
 from . import convert
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+SendRequest: TypeAlias = service_pb2.SendGroupMessageRequest | service_pb2.SendDirectMessageRequest
+HistoryRequest: TypeAlias = service_pb2.ListGroupMessagesRequest | service_pb2.ListDirectMessagesRequest
 
 
 class AgentNetServicer:
@@ -58,40 +60,42 @@ class AgentNetServicer:
 
     # -- agents -------------------------------------------------------------------------------
 
-    async def RegisterAgent(self, req: service_pb2.RegisterAgentRequest, ctx: Ctx) -> Any:
+    async def RegisterAgent(self, req: service_pb2.RegisterAgentRequest, ctx: Ctx) -> service_pb2.RegisterAgentResponse:
         a = req.agent
         rec, created = await self.net.register(
             current_peer.get().device_id, a.id, a.display_name, a.role, a.description
         )
         return service_pb2.RegisterAgentResponse(agent=encode.agent(rec, self.hub.online(rec.id)), created=created)
 
-    async def ListAgents(self, req: service_pb2.ListAgentsRequest, ctx: Ctx) -> Any:
+    async def ListAgents(self, req: service_pb2.ListAgentsRequest, ctx: Ctx) -> service_pb2.ListAgentsResponse:
         agents, nxt = self.net.list_agents(req.online_only, req.page_size, req.page_token)
         return service_pb2.ListAgentsResponse(
             agents=[encode.agent(a, self.hub.online(a.id)) for a in agents], next_page_token=nxt
         )
 
-    async def GetAgent(self, req: service_pb2.GetAgentRequest, ctx: Ctx) -> Any:
+    async def GetAgent(self, req: service_pb2.GetAgentRequest, ctx: Ctx) -> resources_pb2.Agent:
         return self._agent_pb(req.agent_id)
 
-    async def AuthorizeDevice(self, req: service_pb2.AuthorizeDeviceRequest, ctx: Ctx) -> Any:
+    async def AuthorizeDevice(self, req: service_pb2.AuthorizeDeviceRequest, ctx: Ctx) -> resources_pb2.Agent:
         rec = await self.net.authorize_device(current_peer.get().device_id, req.agent_id, req.device_id)
         return encode.agent(rec, self.hub.online(rec.id))
 
     # -- groups -------------------------------------------------------------------------------
 
-    async def CreateGroup(self, req: service_pb2.CreateGroupRequest, ctx: Ctx) -> Any:
+    async def CreateGroup(self, req: service_pb2.CreateGroupRequest, ctx: Ctx) -> resources_pb2.Group:
         agent, _ = self._acting(req.agent_id)
         return encode.group(await self.net.create_group(agent, req.group_id, req.title, req.description))
 
-    async def ListGroups(self, req: service_pb2.ListGroupsRequest, ctx: Ctx) -> Any:
+    async def ListGroups(self, req: service_pb2.ListGroupsRequest, ctx: Ctx) -> service_pb2.ListGroupsResponse:
         groups, nxt = await self.net.list_groups(req.member, req.page_size, req.page_token)
         return service_pb2.ListGroupsResponse(groups=[encode.group(g) for g in groups], next_page_token=nxt)
 
-    async def GetGroup(self, req: service_pb2.GetGroupRequest, ctx: Ctx) -> Any:
+    async def GetGroup(self, req: service_pb2.GetGroupRequest, ctx: Ctx) -> resources_pb2.Group:
         return encode.group(await self.net.group(req.group_id))
 
-    async def ListGroupMembers(self, req: service_pb2.ListGroupMembersRequest, ctx: Ctx) -> Any:
+    async def ListGroupMembers(
+        self, req: service_pb2.ListGroupMembersRequest, ctx: Ctx
+    ) -> service_pb2.ListGroupMembersResponse:
         members, nxt = await self.net.list_members(req.group_id, req.page_size, req.page_token)
         agents = self.net.agents
         return service_pb2.ListGroupMembersResponse(
@@ -104,12 +108,12 @@ class AgentNetServicer:
             next_page_token=nxt,
         )
 
-    async def JoinGroup(self, req: service_pb2.JoinGroupRequest, ctx: Ctx) -> Any:
+    async def JoinGroup(self, req: service_pb2.JoinGroupRequest, ctx: Ctx) -> service_pb2.JoinGroupResponse:
         agent, _ = self._acting(req.agent_id)
         group, member, new = await self.net.join(agent, req.group_id, req.create_if_missing, req.title)
         return service_pb2.JoinGroupResponse(group=encode.group(group), joined_seq=member.joined_seq, newly_joined=new)
 
-    async def LeaveGroup(self, req: service_pb2.LeaveGroupRequest, ctx: Ctx) -> Any:
+    async def LeaveGroup(self, req: service_pb2.LeaveGroupRequest, ctx: Ctx) -> service_pb2.LeaveGroupResponse:
         if not req.agent_id:
             raise InvalidArgument("agent_id is required: which agent leaves", reason="MISSING_AGENT_ID")
         agent, _ = self._acting(req.agent_id)
@@ -117,7 +121,9 @@ class AgentNetServicer:
 
     # -- messages -----------------------------------------------------------------------------
 
-    async def _send(self, agent_id: str, target: Target, req: Any, mentions: list[str]) -> Any:
+    async def _send(
+        self, agent_id: str, target: Target, req: SendRequest, mentions: list[str]
+    ) -> service_pb2.SendMessageResponse:
         agent, device = self._acting(agent_id)
         peer = current_peer.get()
         if self.limiter is not None:
@@ -141,13 +147,17 @@ class AgentNetServicer:
             unresolved_mentions=sent.unresolved,
         )
 
-    async def SendGroupMessage(self, req: service_pb2.SendGroupMessageRequest, ctx: Ctx) -> Any:
+    async def SendGroupMessage(
+        self, req: service_pb2.SendGroupMessageRequest, ctx: Ctx
+    ) -> service_pb2.SendMessageResponse:
         return await self._send(req.agent_id, Target(group_id=req.group_id), req, list(req.mentions))
 
-    async def SendDirectMessage(self, req: service_pb2.SendDirectMessageRequest, ctx: Ctx) -> Any:
+    async def SendDirectMessage(
+        self, req: service_pb2.SendDirectMessageRequest, ctx: Ctx
+    ) -> service_pb2.SendMessageResponse:
         return await self._send(req.agent_id, Target(to_agent=req.peer_id), req, [])
 
-    async def _history(self, conv: str, agent: str, req: Any) -> Any:
+    async def _history(self, conv: str, agent: str, req: HistoryRequest) -> service_pb2.ListMessagesResponse:
         convert.check_seq("after_seq", req.after_seq)
         msgs, nxt, last = await self.net.history(
             agent, conv, req.after_seq, req.newest_first, req.page_size, req.page_token
@@ -156,19 +166,23 @@ class AgentNetServicer:
             messages=[encode.message(m) for m in msgs], next_page_token=nxt, last_seq=last
         )
 
-    async def ListGroupMessages(self, req: service_pb2.ListGroupMessagesRequest, ctx: Ctx) -> Any:
+    async def ListGroupMessages(
+        self, req: service_pb2.ListGroupMessagesRequest, ctx: Ctx
+    ) -> service_pb2.ListMessagesResponse:
         agent, _ = self._acting(req.agent_id)
         conv = self.net.conversation_of(agent, Target(group_id=req.group_id))
         return await self._history(conv, agent, req)
 
-    async def ListDirectMessages(self, req: service_pb2.ListDirectMessagesRequest, ctx: Ctx) -> Any:
+    async def ListDirectMessages(
+        self, req: service_pb2.ListDirectMessagesRequest, ctx: Ctx
+    ) -> service_pb2.ListMessagesResponse:
         agent, _ = self._acting(req.agent_id)
         conv = self.net.conversation_of(agent, Target(to_agent=req.peer_id))
         return await self._history(conv, agent, req)
 
     # -- inbox and receipts -------------------------------------------------------------------
 
-    async def GetInbox(self, req: service_pb2.GetInboxRequest, ctx: Ctx) -> Any:
+    async def GetInbox(self, req: service_pb2.GetInboxRequest, ctx: Ctx) -> service_pb2.GetInboxResponse:
         agent, _ = self._acting(req.agent_id)
         v = await self.inbox.view(agent, req.unread_only, req.kind, req.page_size, req.page_token)
         return service_pb2.GetInboxResponse(
@@ -184,7 +198,7 @@ class AgentNetServicer:
             ],
         )
 
-    async def MarkRead(self, req: service_pb2.MarkReadRequest, ctx: Ctx) -> Any:
+    async def MarkRead(self, req: service_pb2.MarkReadRequest, ctx: Ctx) -> service_pb2.MarkReadResponse:
         agent, _ = self._acting(req.agent_id)
         r = await self.inbox.mark_read(agent, [(c.conversation, c.seq) for c in req.up_to], list(req.item_seqs))
         return service_pb2.MarkReadResponse(
@@ -192,7 +206,7 @@ class AgentNetServicer:
             unread_total=r.unread_total,
         )
 
-    async def GetReceipts(self, req: service_pb2.GetReceiptsRequest, ctx: Ctx) -> Any:
+    async def GetReceipts(self, req: service_pb2.GetReceiptsRequest, ctx: Ctx) -> service_pb2.GetReceiptsResponse:
         agent, _ = self._acting(req.agent_id)
         conv = conversation_for(agent, req.group_id, req.peer_id)
         msg, rows = await self.inbox.receipts(agent, conv, req.seq)
@@ -213,7 +227,7 @@ class AgentNetServicer:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    async def CreateTask(self, req: service_pb2.CreateTaskRequest, ctx: Ctx) -> Any:
+    async def CreateTask(self, req: service_pb2.CreateTaskRequest, ctx: Ctx) -> resources_pb2.Task:
         agent, device = self._acting(req.agent_id)
         t = req.task
         c = await self.tasks.create(
@@ -230,18 +244,18 @@ class AgentNetServicer:
         )
         return encode.task(c.task)
 
-    async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> Any:
+    async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> service_pb2.ListTasksResponse:
         agent, _ = self._acting(req.agent_id)
         tasks, nxt = await self.tasks.list(
             agent, req.assignee, req.creator, req.status, req.group_id, req.page_size, req.page_token
         )
         return service_pb2.ListTasksResponse(tasks=[encode.task(t) for t in tasks], next_page_token=nxt)
 
-    async def GetTask(self, req: service_pb2.GetTaskRequest, ctx: Ctx) -> Any:
+    async def GetTask(self, req: service_pb2.GetTaskRequest, ctx: Ctx) -> resources_pb2.Task:
         agent, _ = self._acting(req.agent_id)
         return encode.task(await self.tasks.get(agent, req.task_id))
 
-    async def UpdateTask(self, req: service_pb2.UpdateTaskRequest, ctx: Ctx) -> Any:
+    async def UpdateTask(self, req: service_pb2.UpdateTaskRequest, ctx: Ctx) -> resources_pb2.Task:
         agent, device = self._acting(req.agent_id)
         c = await self.tasks.update(
             agent,
@@ -258,7 +272,7 @@ class AgentNetServicer:
 
     # -- devices ------------------------------------------------------------------------------
 
-    async def GetDevice(self, req: service_pb2.GetDeviceRequest, ctx: Ctx) -> Any:
+    async def GetDevice(self, req: service_pb2.GetDeviceRequest, ctx: Ctx) -> resources_pb2.Device:
         from ..domain import validate
 
         validate.check_id("device_id", req.device_id)

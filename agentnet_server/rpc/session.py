@@ -49,7 +49,8 @@ class BadEvent:
 
 def parse_client_event(data: bytes) -> events_pb2.ClientEvent | BadEvent:
     try:
-        return events_pb2.ClientEvent.FromString(data)
+        ev: events_pb2.ClientEvent = events_pb2.ClientEvent.FromString(data)
+        return ev
     except (DecodeError, RecursionError) as exc:
         return BadEvent(str(exc) or type(exc).__name__)
 
