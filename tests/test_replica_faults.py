@@ -490,3 +490,35 @@ def test_bench_replicas_scenario_loses_nothing(pg_database: str) -> None:
     t = r["totals"]
     assert (t["duplicates"], t["lost"], t["errors"], t["raw_duplicates"], t["raw_lost"]) == (0, 0, 0, 0, 0), t
     assert t["acks"] == 30 and r["delivered_per_s"]["ratio"]["median"] > 0
+
+
+def test_change_notifications_are_cut_by_bytes_for_every_kind() -> None:
+    """Every kind of change (agents, groups, messages, inbox items, presence) is packed into
+    notifications under PostgreSQL's 8000-byte limit, whatever the ids, and none is dropped."""
+    import json
+
+    from agentnet_server.store.db import NOTIFY_LIMIT, Changes
+
+    def long_id(kind: str, i: int) -> str:
+        return f"{kind}-{i:04d}-" + "x" * 40 + "群组"  # non-ASCII is escaped: more bytes than characters
+
+    c = Changes()
+    c.agents = {long_id("a", i) for i in range(300)}
+    c.groups = {long_id("g", i) for i in range(300)}
+    c.messages = [(f"group:{long_id('g', i)}", i + 1) for i in range(300)]
+    c.feed = [(long_id("a", i), i + 1) for i in range(300)]
+    c.online = [long_id("a", i) for i in range(300)]
+    c.offline = [long_id("b", i) for i in range(300)]
+    payloads = c.payloads("replica-1")
+    assert len(payloads) > 6
+    assert NOTIFY_LIMIT < 8000 and all(len(p.encode()) <= NOTIFY_LIMIT for p in payloads)
+    merged: dict[str, list[Any]] = {}
+    for p in payloads:
+        data = json.loads(p)
+        assert data["r"] == "replica-1" and isinstance(data["t"], int)
+        for key, values in data.items():
+            if key not in ("r", "t"):
+                merged.setdefault(key, []).extend(values)
+    assert sorted(merged["a"]) == sorted(c.agents) and sorted(merged["g"]) == sorted(c.groups)
+    assert [tuple(m) for m in merged["m"]] == c.messages and [tuple(f) for f in merged["f"]] == c.feed
+    assert merged["po"] == c.online and merged["pf"] == c.offline
