@@ -73,6 +73,22 @@ class SignedFields:
 
 
 @dataclasses.dataclass(frozen=True)
+class SendCommand:
+    """One send as an adapter hands it to the domain (from a Session event or a unary call)."""
+
+    agent_id: str
+    device: str
+    target: Target
+    client_msg_id: str
+    content: str
+    payload: dict[str, Any] | None = None
+    mentions: Sequence[str] = ()
+    signed: SignedFields = SignedFields()
+    reply_to: int = 0
+    auto_hops: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class PreparedSend:
     """A send whose fields passed validation."""
 
@@ -400,21 +416,12 @@ class Network:
         unresolved = (*(found.unresolved if found else ()), *unresolved_explicit)
         return tuple(agents), tuple(dict.fromkeys(unresolved))
 
-    def prepare_send(
-        self,
-        agent_id: str,
-        device: str,
-        target: Target,
-        client_msg_id: str,
-        content: str,
-        payload: dict[str, Any] | None,
-        explicit_mentions: Sequence[str] = (),
-        signed: SignedFields = SignedFields(),
-        reply_to: int = 0,
-        auto_hops: int = 0,
-    ) -> PreparedSend:
+    def prepare_send(self, cmd: SendCommand) -> PreparedSend:
         """Check a send's fields (everything but the signature, which check_signature does; and
         whether `reply_to` exists, which the writer checks in its transaction)."""
+        agent_id, device, target, client_msg_id = cmd.agent_id, cmd.device, cmd.target, cmd.client_msg_id
+        content, payload, explicit_mentions, signed = cmd.content, cmd.payload, cmd.mentions, cmd.signed
+        reply_to, auto_hops = cmd.reply_to, cmd.auto_hops
         conv = self.conversation_of(agent_id, target)
         validate.reply_ref(reply_to, auto_hops)
         if not client_msg_id and (signed.signature or self.settings.require_signatures):
@@ -512,6 +519,20 @@ class Network:
         )
         return fut, unresolved
 
+    async def submit(self, cmd: SendCommand) -> tuple[asyncio.Future[SendResult], tuple[str, ...]]:
+        """The send use case without waiting for the commit (a stream keeps its sends in order and
+        answers each when its future resolves): check, refresh stale caches, queue for commit.
+        Returns the future of the committed result and the mentions that did not resolve."""
+        p = self.prepare_send(cmd)
+        await self.refresh_for_send(p.agent_id, p.target, p.content, p.explicit)
+        return self.enqueue_send(p)
+
+    async def send(self, cmd: SendCommand) -> Sent:
+        """The send use case, waiting for the commit (unary calls)."""
+        fut, unresolved = await self.submit(cmd)
+        result = await fut
+        return Sent(result, () if result.duplicate else unresolved)
+
     async def refresh_for_send(self, agent_id: str, target: Target, content: str, explicit: Sequence[str]) -> None:
         """With several replicas, caches trail the store by a notification: when a send's checks
         would fail on the cache (not a member, unknown peer, unresolved mention), re-read first."""
@@ -527,27 +548,6 @@ class Network:
                 stale = bool(self._mentions(agent_id, target, content, explicit)[1])
             if stale:
                 await self._refresh_group(target.group_id)
-
-    async def send(
-        self,
-        agent_id: str,
-        device: str,
-        target: Target,
-        client_msg_id: str,
-        content: str,
-        payload: dict[str, Any] | None,
-        explicit_mentions: Sequence[str] = (),
-        signed: SignedFields = SignedFields(),
-        reply_to: int = 0,
-        auto_hops: int = 0,
-    ) -> Sent:
-        p = self.prepare_send(
-            agent_id, device, target, client_msg_id, content, payload, explicit_mentions, signed, reply_to, auto_hops
-        )
-        await self.refresh_for_send(agent_id, target, content, explicit_mentions)
-        fut, unresolved = self.enqueue_send(p)
-        result = await fut
-        return Sent(result, () if result.duplicate else unresolved)
 
     def _fan_out(self, result: SendResult) -> None:
         if result.duplicate:

@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from ..auth import Peer
-from ..domain.network import SignedFields
+from ..domain.network import SendCommand, SignedFields, Target
 from ..errors import InvalidArgument
 
 
@@ -32,3 +32,19 @@ def check_seq(what: str, value: int) -> int:
     if value < 0:
         raise InvalidArgument(f"{what} must not be negative, got {value}", reason="BAD_SEQ")
     return value
+
+
+def send_command(req: Any, agent_id: str, target: Target, peer: Peer, mentions: list[str]) -> SendCommand:
+    """A SendCommand from a Session `SendMessage` or a unary send request (same field names)."""
+    return SendCommand(
+        agent_id,
+        peer.device_id,
+        target,
+        req.client_msg_id,
+        req.content,
+        payload_dict(req.payload, req.HasField("payload")),
+        mentions,
+        signed(req, peer),
+        req.reply_to,
+        req.auto_hops,
+    )

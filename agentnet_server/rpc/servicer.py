@@ -128,19 +128,7 @@ class AgentNetServicer:
         peer = current_peer.get()
         if self.limiter is not None:
             self.limiter.check_send(device)
-        signed = convert.signed(req, peer)
-        sent = await self.net.send(
-            agent,
-            device,
-            target,
-            req.client_msg_id,
-            req.content,
-            convert.payload_dict(req.payload, req.HasField("payload")),
-            mentions,
-            signed,
-            req.reply_to,
-            req.auto_hops,
-        )
+        sent = await self.net.send(convert.send_command(req, agent, target, peer, mentions))
         return service_pb2.SendMessageResponse(
             message=encode.message(sent.result.message),
             duplicate=sent.result.duplicate,

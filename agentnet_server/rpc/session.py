@@ -367,21 +367,8 @@ class Conn:
         )
         if self.svc.limiter is not None:
             self.svc.limiter.check_send(self.peer.device_id)
-        signed = convert.signed(m, self.peer)
-        p = self.net.prepare_send(
-            self.s.agent_id,
-            self.peer.device_id,
-            target,
-            m.client_msg_id,
-            m.content,
-            convert.payload_dict(m.payload, m.HasField("payload")),
-            list(m.mentions),
-            signed,
-            m.reply_to,
-            m.auto_hops,
-        )
-        await self.net.refresh_for_send(self.s.agent_id, target, m.content, p.explicit)
-        fut, unresolved = self.net.enqueue_send(p)
+        cmd = convert.send_command(m, self.s.agent_id, target, self.peer, list(m.mentions))
+        fut, unresolved = await self.net.submit(cmd)
         self.inflight += 1
         rid = ev.request_id
         fut.add_done_callback(lambda f: self._send_done(f, rid, unresolved))
