@@ -220,3 +220,15 @@ def test_forgiving_cli(make_server, certs: pki.CertsDir, tmp_path: pathlib.Path)
         dict(env, _ARGCOMPLETE="1", COMP_LINE="agentnet ta", COMP_POINT="11", _ARGCOMPLETE_STDOUT_FILENAME=str(out)),
     )
     assert set(out.read_text().split("\v")) == {"tail", "task"}
+
+
+def test_a_device_certificate_near_expiry_is_announced(tmp_path: pathlib.Path) -> None:
+    cd = pki.CertsDir(tmp_path / "certs")
+    pki.ensure_server(cd, [])
+    pki.issue_device(cd, "short-lived", days=5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTNET_")}
+    env["AGENTNET_DEVICE_DIR"] = str(cd.device_dir("short-lived"))
+    r = cli(env, "sign", "--agent", "ops", "--group", "g", "--id", "m-1", "hello")  # offline: no server needed
+    assert r.returncode == 0 and json.loads(r.stdout)["content"] == "hello", r.stderr
+    warning = r.stderr.strip().splitlines()
+    assert len(warning) == 1 and "expires in 5 days" in warning[0] and "--device short-lived --force" in warning[0]

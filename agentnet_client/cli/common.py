@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import pathlib
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..client import Client, settings_from_env
-from ..device import load_device
+from ..device import Device, load_device
 from ..errors import AgentnetError
 from ..session import AgentProfile
 
@@ -59,13 +61,33 @@ def nested(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 def make_client(ns: argparse.Namespace, agent: str = "", cache: bool | str = False) -> Client:
     """A client for this command; with `agent` it also opens that agent's live session."""
     profile = AgentProfile(agent) if agent else None
-    return Client(
+    client = Client(
         ns.server,
         ns.device_dir,
         profile,
         cache=cache,
         server_name=ns.server_name,
         connect_timeout=ns.connect_timeout or 10.0,
+    )
+    warn_expiry(client.device)
+    return client
+
+
+EXPIRY_WARNING_DAYS = 30
+_warned: set[str] = set()
+
+
+def warn_expiry(device: Device) -> None:
+    """One stderr line per run when this device's certificate expires within EXPIRY_WARNING_DAYS."""
+    left = (device.cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() / 86400
+    if left >= EXPIRY_WARNING_DAYS or device.fingerprint in _warned:
+        return
+    _warned.add(device.fingerprint)
+    print(
+        f"agentnet: warning: the certificate of device {device.id!r} expires in {max(left, 0):.0f} days "
+        f"({device.cert.not_valid_after_utc:%Y-%m-%d}); ask the operator for a new one "
+        f"(agentnet-server certs --device {device.id} --force)",
+        file=sys.stderr,
     )
 
 

@@ -18,10 +18,9 @@ from cryptography import x509
 from ..client import settings_from_env
 from ..device import Device, DeviceError, load_device
 from ..errors import AgentnetError
-from .common import Add, acting, make_client
+from .common import EXPIRY_WARNING_DAYS, Add, acting, make_client
 from .output import emit, paint
 
-EXPIRY_WARNING_DAYS = 30
 MAX_SKEW_SECONDS = 5.0
 
 
