@@ -1,0 +1,144 @@
+"""Groups and memberships, and the membership cache."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import NotFound
+from ...logs import audit
+from ...records import (
+    GroupRec,
+    MemberRec,
+    group_conv,
+)
+from ...store import ops
+from .. import validate
+from .registry import Registry
+
+
+class Groups(Registry):
+    def _cache_join(self, group_id: str, member: MemberRec) -> None:
+        self.empty_since.pop(group_id, None)
+        self.members.setdefault(group_id, set()).add(member.agent_id)
+        self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
+        self._resolvers.pop(group_id, None)
+        conv = group_conv(group_id)
+        for s in self.hub.by_agent.get(member.agent_id, ()):
+            if s.cursors.get(conv) is None:
+                s.cursors[conv] = member.joined_seq
+
+    def _cache_leave(self, group_id: str, agent_id: str) -> None:
+        self.members.get(group_id, set()).discard(agent_id)
+        if not self.members.get(group_id):
+            self.empty_since.setdefault(group_id, time.monotonic())
+        self.agent_groups.get(agent_id, set()).discard(group_id)
+        self._resolvers.pop(group_id, None)
+        conv = group_conv(group_id)
+        for s in self.hub.by_agent.get(agent_id, ()):
+            s.cursors[conv] = None
+
+    def _check_group_id(self, group_id: str) -> str:
+        return validate.check_id("group_id", group_id)
+
+    async def create_group(self, agent_id: str, group_id: str, title: str, description: str) -> GroupRec:
+        self._check_group_id(group_id)
+        validate.check_text("title", title, validate.MAX_TITLE)
+        validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)
+
+        def done(r: tuple[GroupRec, MemberRec]) -> None:
+            self._cache_join(group_id, r[1])
+            audit("group.create", agent_id, group=group_id)
+
+        if self.limiter is not None:
+            self.limiter.check_group_create(agent_id)
+        group, _ = await self.db.write(
+            ops.create_group,
+            agent_id,
+            group_id,
+            title,
+            description,
+            self.settings.max_groups_per_agent,
+            on_commit=done,
+        )
+        return group
+
+    async def join(
+        self, agent_id: str, group_id: str, create_if_missing: bool = False, title: str = ""
+    ) -> tuple[GroupRec, MemberRec, bool]:
+        self._check_group_id(group_id)
+        validate.check_text("title", title, validate.MAX_TITLE)
+
+        def done(r: tuple[GroupRec, MemberRec, bool]) -> None:
+            self._cache_join(group_id, r[1])
+            if r[2]:
+                audit("group.join", agent_id, group=group_id)
+
+        if create_if_missing and self.limiter is not None and not self.members.get(group_id):
+            # May create it (an empty or unknown group): counts as a creation.
+            self.limiter.check_group_create(agent_id)
+        return await self.db.write(
+            ops.join_group,
+            agent_id,
+            group_id,
+            create_if_missing,
+            title,
+            self.settings.max_groups_per_agent,
+            on_commit=done,
+        )
+
+    async def leave(self, agent_id: str, group_id: str) -> bool:
+        self._check_group_id(group_id)
+
+        def done(left: bool) -> None:
+            self._cache_leave(group_id, agent_id)
+            if left:
+                audit("group.leave", agent_id, group=group_id)
+
+        return await self.db.write(ops.leave_group, agent_id, group_id, on_commit=done)
+
+    async def group(self, group_id: str) -> GroupRec:
+        self._check_group_id(group_id)
+        g = await self.db.read(ops.group_get, group_id)
+        if g is None:
+            raise NotFound(f"group {group_id!r} does not exist", reason="GROUP_NOT_FOUND")
+        return g
+
+    async def list_groups(self, member: str, page_size: int, token: str) -> tuple[list[GroupRec], str]:
+        if member:
+            validate.check_id("member", member)
+        size = validate.page_size(page_size)
+        after = validate.decode_token("groups", token) or ""
+        rows = await self.db.read(ops.groups_page, after, size + 1, member)
+        nxt = validate.encode_token("groups", rows[size - 1].id) if len(rows) > size else ""
+        return rows[:size], nxt
+
+    async def list_members(self, group_id: str, page_size: int, token: str) -> tuple[list[MemberRec], str]:
+        await self.group(group_id)
+        size = validate.page_size(page_size)
+        after = validate.decode_token("members", token) or ""
+        rows = await self.db.read(ops.members_page, group_id, after, size + 1)
+        nxt = validate.encode_token("members", rows[size - 1].agent_id) if len(rows) > size else ""
+        return rows[:size], nxt
+
+    def is_member(self, agent_id: str, group_id: str) -> bool:
+        return agent_id in self.members.get(group_id, ())
+
+    async def _refresh_group(self, group_id: str) -> None:
+        rows = await self.db.read(ops.members_page, group_id, "", 10**9)
+        now = {m.agent_id: m for m in rows}
+        for agent_id in now.keys() - self.agents.keys():
+            rec = await self.db.read(ops.agent_get, agent_id)
+            if rec is not None:
+                self._cache_agent(rec)
+        before = set(self.members.get(group_id, ()))
+        for agent_id in before - now.keys():
+            self._cache_leave(group_id, agent_id)
+        for agent_id, m in now.items():
+            if agent_id not in before:
+                self._cache_join(group_id, m)
+                for s in self.hub.by_agent.get(agent_id, ()):
+                    # Joined through another replica: what that replica fanned out before this
+                    # cache knew comes from the store.
+                    s.dropped_convs.add(group_conv(group_id))
+                    s.lagging = True
+                    s.wake.set()

@@ -1,0 +1,79 @@
+"""Replication: changes announced by other replicas of a PostgreSQL store, and resynchronisation."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...records import (
+    GROUP_PREFIX,
+    dm_parties,
+    inbox_conv,
+    now_us,
+)
+from ...store import ops
+from .resume import Resume
+from .state import _log_failure, _lowest
+
+
+class Network(Resume):
+    async def apply_remote(self, data: dict[str, Any]) -> None:
+        """Changes another replica committed: refresh the caches, then push to local sessions.
+
+        Envelopes go through the same cursor rules as local ones, so a notification that arrives
+        late, twice or out of order only causes a store read, never a gap or a duplicate."""
+        if data.get("resync"):
+            await self._resync()
+            return
+        if "po" in data or "pf" in data:
+            self.hub.remote_presence(
+                str(data.get("r")), data.get("po", ()), data.get("pf", ()), 3 * self.settings.heartbeat_interval
+            )
+        for agent_id in data.get("a", ()):
+            rec = await self.db.read(ops.agent_get, agent_id)
+            if rec is not None:
+                self._cache_agent(rec)
+        for group_id in data.get("g", ()):
+            await self._refresh_group(group_id)
+        for conv, lo in _lowest(data.get("m", ())).items():
+            if conv.startswith(GROUP_PREFIX):
+                audience: Iterable[str] = self.members.get(conv[len(GROUP_PREFIX) :], ())
+            else:
+                audience = dm_parties(conv)
+            if any(a in self.hub.by_agent for a in audience):
+                for env in await self.fetch("", conv, lo - 1):
+                    self.hub.publish(env, audience)
+        for agent, lo in _lowest(data.get("f", ())).items():
+            if agent in self.hub.by_agent:
+                for env in await self.fetch(agent, inbox_conv(agent), lo - 1):
+                    self.hub.publish(env, (agent,))
+
+    async def _resync(self) -> None:
+        """After missing notifications: re-read the caches and let every session catch up."""
+        for a in await self.db.read(ops.agents_all):
+            self._cache_agent(a)
+        groups = {m.group_id for m in await self.db.read(ops.members_all)} | set(self.members)
+        for group_id in groups:
+            await self._refresh_group(group_id)
+        for s in self.hub.sessions():
+            s.lagging = True
+            s.wake.set()
+
+    async def joined_seq(self, agent_id: str, conv: str) -> int | None:
+        """Where live delivery of a group starts for a member (None: not a member)."""
+        return await self.db.read(ops.joined_seq, conv[len(GROUP_PREFIX) :], agent_id)
+
+    def on_acked(self, agent_id: str, cursors: Sequence[tuple[str, int]]) -> None:
+        """Hook after a delivery ack is stored (receipts use it)."""
+
+    def mark_seen(self, agent_id: str, device: str) -> None:
+        """Record last-seen times when a session ends (fire and forget)."""
+        t = now_us()
+        fut = self.db.write(ops.touch_seen, agent_id, device, t, on_commit=lambda _: self._seen(agent_id, t))
+        fut.add_done_callback(_log_failure)
+
+    def _seen(self, agent_id: str, t: int) -> None:
+        a = self.agents.get(agent_id)
+        if a is not None and (a.last_seen or 0) < t:
+            self.agents[agent_id] = dataclasses.replace(a, last_seen=t)

@@ -1,0 +1,190 @@
+"""The network's shared state (caches of agents and memberships), the records its use cases take
+and return, and the acting-agent rule."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cryptography import x509
+
+from ...config import Settings
+from ...errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ...live.hub import Hub
+from ...records import (
+    AgentRec,
+    FeedRec,
+    SendResult,
+)
+from ...store import hygiene, ops
+from ...store.db import Database
+from .. import mentions, validate
+
+log = logging.getLogger("agentnet.network")
+
+EXCERPT = 280
+REPLAY_PAGE = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a send goes: a group or an agent (direct message)."""
+
+    group_id: str = ""
+    to_agent: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    result: SendResult
+    unresolved: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedFields:
+    """A request's signature, and the TLS certificate of the device that sent it."""
+
+    signature: bytes = b""
+    signer_fp: str = ""
+    sign_time: int = 0
+    cert: x509.Certificate | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SendCommand:
+    """One send as an adapter hands it to the domain (from a Session event or a unary call)."""
+
+    agent_id: str
+    device: str
+    target: Target
+    client_msg_id: str
+    content: str
+    payload: dict[str, Any] | None = None
+    mentions: Sequence[str] = ()
+    signed: SignedFields = SignedFields()
+    reply_to: int = 0
+    auto_hops: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSend:
+    """A send whose fields passed validation."""
+
+    agent_id: str
+    device: str
+    target: Target
+    conv: str
+    client_msg_id: str
+    content: str
+    payload_json: str | None
+    explicit: tuple[str, ...]
+    signed: SignedFields
+    reply_to: int = 0
+    auto_hops: int = 0
+
+
+def excerpt(text: str) -> str:
+    return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
+
+
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("background write failed: %s", fut.exception())
+
+
+def _lowest(pairs: Iterable[Sequence[Any]]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for key, seq in pairs:
+        out[key] = min(int(seq), out.get(key, int(seq)))
+    return out
+
+
+def _ref_key(item: FeedRec) -> Any:
+    if item.task_id:
+        return ("task", item.task_id, item.task_version)
+    return (item.conversation, item.message_seq)
+
+
+class State:
+    def __init__(self, settings: Settings, db: Database, hub: Hub) -> None:
+        self.settings = settings
+        self.db = db
+        self.hub = hub
+        self.agents: dict[str, AgentRec] = {}
+        self.name_keys: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.agent_groups: dict[str, set[str]] = {}
+        self.agents_version = 0  # bumped when an agent's profile changes (caches key on it)
+        self._resolvers: dict[str, mentions.Resolver] = {}
+        self._known: mentions.Resolver | None = None
+        # Set by the tasks module: loads the tasks that feed items refer to.
+        self.task_refs: Any = None
+        self.limiter: Any = None  # domain.limits.Limiter (set by the app): group creation per agent
+        # Groups without members, since when (monotonic): deleted after settings.empty_group_ttl.
+        self.empty_since: dict[str, float] = {}
+
+    async def load(self) -> None:
+        for a in await self.db.read(ops.agents_all):
+            self._cache_agent(a)
+        for m in await self.db.read(ops.members_all):
+            self.members.setdefault(m.group_id, set()).add(m.agent_id)
+            self.agent_groups.setdefault(m.agent_id, set()).add(m.group_id)
+        started = time.monotonic()
+        for g in await self.db.read(hygiene.empty_groups):
+            self.empty_since[g] = started
+
+    async def expire_empty_groups(self, now: float | None = None) -> list[str]:
+        """Delete groups that have had no members for settings.empty_group_ttl seconds."""
+        ttl = self.settings.empty_group_ttl
+        now = time.monotonic() if now is None else now
+        due = [g for g, since in self.empty_since.items() if now - since >= ttl]
+        if not ttl or not due:
+            return []
+        gone = await self.db.write(hygiene.delete_empty_groups, due)
+        for g in due:
+            self.empty_since.pop(g, None)  # deleted, or joined meanwhile
+        for g in gone:
+            self.members.pop(g, None)
+            self._resolvers.pop(g, None)
+        return list(gone)
+
+    def acting_agent(self, device: str, agent_id: str) -> str:
+        """The agent a call acts as: `agent_id` if this device may act as it, else the device's
+        only agent."""
+        if agent_id:
+            validate.check_id("agent_id", agent_id)
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                raise NotFound(f"agent {agent_id!r} is not registered", reason="AGENT_NOT_FOUND")
+            if device not in agent.devices:
+                raise PermissionDenied(
+                    f"device {device!r} may not act as agent {agent_id!r} (it belongs to {agent.owner_device!r})",
+                    reason="NOT_YOUR_AGENT",
+                )
+            return agent_id
+        mine = [a.id for a in self.agents.values() if device in a.devices]
+        if len(mine) == 1:
+            return mine[0]
+        if not mine:
+            raise FailedPrecondition(
+                f"device {device!r} has no registered agent; register one first", reason="NO_AGENT"
+            )
+        raise InvalidArgument(
+            f"device {device!r} acts as {len(mine)} agents ({', '.join(sorted(mine))}); set agent_id",
+            reason="AGENT_AMBIGUOUS",
+        )
+
+    def _cache_agent(self, a: AgentRec) -> None:
+        self.agents_version += 1
+        old = self.agents.get(a.id)
+        if old is not None:
+            self.name_keys.pop(validate.name_key(old.display_name), None)
+        self.agents[a.id] = a
+        self.name_keys[validate.name_key(a.display_name)] = a.id
+        if old is None or old.display_name != a.display_name:
+            self._resolvers.clear()
+            self._known = None
