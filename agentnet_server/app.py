@@ -28,6 +28,7 @@ from .health import HealthServer, Readiness
 from .live.hub import Hub, PresenceChange
 from .metrics import Metrics
 from .records import now_us
+from .rpc import status
 from .rpc.servicer import AgentNetServicer
 from .rpc.session import SessionService, parse_client_event, passthrough, read_markers_event
 from .startup import StartupError, database_problem, listen_problem
@@ -38,6 +39,7 @@ from .tlsreload import ServerTls
 log = logging.getLogger("agentnet.server")
 
 PRUNE_BATCH = 500  # rows per retention transaction
+REFUSED_RETRY_AFTER = 1.0  # seconds a stream refused while the replica cannot serve is told to wait
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["AgentNet"]
 
@@ -88,10 +90,13 @@ def _gated(handle: Any, readiness: Readiness) -> Any:
     """New sessions are refused with UNAVAILABLE while the replica cannot serve (store lost)."""
 
     async def gated(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        if not readiness.ready:
+        refused = readiness.refusal()
+        if refused is not None:
+            message, reason = refused
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
-                f"this replica cannot serve right now ({readiness.reason}); retry, or use another replica",
+                message,
+                trailing_metadata=status.trailing("UNAVAILABLE", message, reason, {}, REFUSED_RETRY_AFTER),
             )
         async for data in handle(requests, context):
             yield data
@@ -293,7 +298,13 @@ class App:
             tls=self.tls.rest(ssl_context(self.certs)),
             max_body=self.settings.max_message_bytes,
             shutdown_grace=self.settings.shutdown_grace,
-            events=EventStream(self.net.acting_agent, self.sessions, self.settings.heartbeat_interval),
+            events=EventStream(
+                self.net.acting_agent,
+                self.sessions,
+                self.settings.heartbeat_interval,
+                refusal=self.readiness.refusal,
+                retry_after=REFUSED_RETRY_AFTER,
+            ),
             document=openapi.build_document,
             services=service_pb2.DESCRIPTOR.services_by_name.values(),
             guard=guard.Guard(

@@ -51,6 +51,17 @@ class Readiness:
         self._task: asyncio.Task[None] | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
 
+    def refusal(self) -> tuple[str, str] | None:
+        """Why a new stream must go elsewhere now, as (message, reason); None while serving."""
+        if self.ready:
+            return None
+        if self.stopping:
+            return "this replica is shutting down; reconnect (to another replica if you have one)", "SHUTDOWN"
+        return (
+            f"this replica cannot serve right now ({self.reason}); retry, or use another replica",
+            "STORE_UNAVAILABLE",
+        )
+
     async def serving(self) -> None:
         """Start-up is done: serve."""
         self.ready, self.reason = True, "ready"

@@ -524,3 +524,103 @@ def test_change_notifications_are_cut_by_bytes_for_every_kind() -> None:
     assert sorted(merged["a"]) == sorted(c.agents) and sorted(merged["g"]) == sorted(c.groups)
     assert [tuple(m) for m in merged["m"]] == c.messages and [tuple(f) for f in merged["f"]] == c.feed
     assert merged["po"] == c.online and merged["pf"] == c.offline
+
+
+def _store_reachable(base: str, database: str, reachable: bool) -> None:
+    """Make this test's database refuse every connection (and end the open ones), or accept them
+    again: to the replica the store is gone, while the shared PostgreSQL server keeps running."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {"true" if reachable else "false"}')
+        if not reachable:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+
+
+async def test_streams_end_and_new_ones_are_refused_while_the_store_is_lost(make_server: Any, pg_database: str) -> None:
+    """The store becomes unreachable (its database refuses connections, open ones are ended):
+    after the outage grace the replica ends its gRPC Session streams with UNAVAILABLE and its
+    SSE streams with an UNAVAILABLE error event, and refuses new ones at once (gRPC UNAVAILABLE,
+    HTTP 503 with Retry-After, both saying STORE_UNAVAILABLE), so clients go elsewhere instead of
+    waiting for a store deadline. When the store is back it serves both kinds again."""
+    import time
+
+    from agentnet.v1 import events_pb2, resources_pb2, service_pb2_grpc
+    from agentnet_client.device import load_device, secure_channel
+    from tests.test_hardening import _stream_outcome
+    from tests.test_rest import Rest, Sse
+
+    base = postgres_url()
+    assert base is not None
+    database = pg_database.rsplit("/", 1)[1]
+    srv = make_server(db=pg_database, http_addr="127.0.0.1:0", store_outage_grace=1.0)
+    rest = Rest(srv, srv.certs)
+    await asyncio.to_thread(rest.register, "xiaoxing-mac", "xiaoxing")
+    channel = secure_channel(srv.addr, load_device(srv.certs.device_dir("laoxing-vps")))
+    call = service_pb2_grpc.AgentNetStub(channel).Session()
+    stream = Sse(rest, "xiaoxing-mac", "?agent_id=xiaoxing")
+    lost = False
+    try:
+        await call.write(
+            events_pb2.ClientEvent(
+                request_id="r", register=events_pb2.Register(agent=resources_pb2.Agent(id="laoxing"))
+            )
+        )
+        first = await asyncio.wait_for(call.read(), 20)
+        assert first is not grpc_eof() and first.WhichOneof("event") == "registered"
+        await asyncio.to_thread(stream.next, "caught_up")
+
+        _store_reachable(base, database, False)
+        lost = True
+        await until(lambda: http_status(srv, "/readyz")[0] == 503, timeout=10)
+        error = (await asyncio.to_thread(stream.next, "error", 10))["json"]["error"]
+        assert (error["status"], error["reason"]) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
+
+        async def grpc_end() -> str:
+            import grpc
+
+            try:
+                while True:
+                    ev = await call.read()
+                    if ev is grpc.aio.EOF:
+                        return "EOF"
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+
+        assert await asyncio.wait_for(grpc_end(), 10) == "UNAVAILABLE"
+
+        # New streams are refused at once, well before the store deadline (5 s) would expire.
+        started = time.monotonic()
+        refused = await asyncio.to_thread(rest.call, "xiaoxing-mac", "GET", "/api/events?agent_id=xiaoxing")
+        took = time.monotonic() - started
+        assert refused.status == 503, (refused.status, refused.body[:300])
+        assert refused.error()[1] == "STORE_UNAVAILABLE" and refused.headers.get("retry-after") == "1"
+        assert took < 2.0, took
+        outcome, took = await _stream_outcome(srv.addr, srv.certs.device_dir("laoxing-vps"), "laoxing", True)
+        assert outcome == "UNAVAILABLE" and took < 2.0, (outcome, took)
+
+        _store_reachable(base, database, True)
+        lost = False
+        await until(lambda: http_status(srv, "/readyz")[0] == 200, timeout=20)
+        again = Sse(rest, "xiaoxing-mac", "?agent_id=xiaoxing")
+        try:
+            await asyncio.to_thread(again.next, "caught_up")
+        finally:
+            again.close()
+        outcome, _ = await _stream_outcome(srv.addr, srv.certs.device_dir("laoxing-vps"), "laoxing", True)
+        assert outcome == "registered"
+    finally:
+        if lost:
+            _store_reachable(base, database, True)
+        stream.close()
+        call.cancel()
+        await channel.close()
+
+
+def grpc_eof() -> Any:
+    import grpc
+
+    return grpc.aio.EOF

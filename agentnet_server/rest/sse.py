@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -127,11 +128,21 @@ class EventStream:
     """`GET /api/events` for one caller: its Session, written as SSE frames and acknowledged as they go out."""
 
     def __init__(
-        self, acting_agent: Callable[[str, str], str], sessions: SessionOpener, heartbeat_interval: float
+        self,
+        acting_agent: Callable[[str, str], str],
+        sessions: SessionOpener,
+        heartbeat_interval: float,
+        *,
+        refusal: Callable[[], tuple[str, str] | None] | None = None,
+        retry_after: float = 1.0,
     ) -> None:
         self.acting_agent = acting_agent
         self.sessions = sessions
         self.heartbeat_interval = heartbeat_interval
+        # Why the replica cannot take a stream now (message, reason), or None: the gRPC Session's
+        # UNAVAILABLE refusal, as HTTP 503 with Retry-After, before any store work.
+        self.refusal = refusal
+        self.retry_after = retry_after
 
     async def handle(self, request: web.Request, peer: Peer) -> web.StreamResponse:
         """The caller's ServerEvents as Server-Sent Events, resumable with Last-Event-ID."""
@@ -141,6 +152,15 @@ class EventStream:
                 raise bad_request(
                     f"unknown query parameter {key!r} (known: agent_id, last_event_id)", "UNKNOWN_FIELD", key
                 )
+        refused = self.refusal() if self.refusal is not None else None
+        if refused is not None:
+            message, reason = refused
+            raise HttpError(
+                grpc.StatusCode.UNAVAILABLE,
+                message,
+                reason,
+                headers={"Retry-After": str(max(1, math.ceil(self.retry_after)))},
+            )
         agent = self.acting_agent(peer.device_id, query.get("agent_id") or query.get("agentId") or "")
         cursors = parse_last_event_id(request.headers.get("Last-Event-ID") or query.get("last_event_id") or "")
         inbox = inbox_conv(agent)
