@@ -14,6 +14,7 @@ either of them may add a note, and the assignee may update the result, without c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from typing import Any
@@ -91,6 +92,37 @@ def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_s
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class CreateTask:
+    """A task creation as an adapter hands it to the domain. due_time 0 means none."""
+
+    creator: str
+    device: str
+    title: str
+    description: str
+    assignee: str
+    group_id: str
+    priority: int
+    due_time: int
+    client_task_id: str = ""
+    signed: SignedFields = dataclasses.field(default_factory=SignedFields)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateTask:
+    """A task change as an adapter hands it to the domain. An empty result leaves it as it is."""
+
+    actor: str
+    device: str
+    task_id: str
+    status: int
+    assignee: str
+    note: str
+    result: str
+    expected_version: int
+    signed: SignedFields = dataclasses.field(default_factory=SignedFields)
+
+
 class Tasks:
     def __init__(self, net: Network) -> None:
         self.net = net
@@ -118,20 +150,11 @@ class Tasks:
                 Envelope(FEED, inbox_conv(item.agent), item.seq, (item, (c.task, c.change))), (item.agent,)
             )
 
-    async def create(
-        self,
-        creator: str,
-        device: str,
-        title: str,
-        description: str,
-        assignee: str,
-        group_id: str,
-        priority: int,
-        due_time: int,
-        client_task_id: str = "",
-        signed: SignedFields = SignedFields(),
-    ) -> TaskCommit:
-        """due_time 0 means none. The signature covers the fields exactly as the client sent them."""
+    async def create(self, cmd: CreateTask) -> TaskCommit:
+        """The signature covers the fields exactly as the client sent them."""
+        creator, device, title, description = cmd.creator, cmd.device, cmd.title, cmd.description
+        assignee, group_id, priority, due_time = cmd.assignee, cmd.group_id, cmd.priority, cmd.due_time
+        client_task_id, signed = cmd.client_task_id, cmd.signed
         if not client_task_id and (signed.signature or self.net.settings.require_signatures):
             raise InvalidArgument(
                 "client_task_id is empty: a signed task needs one chosen by the creator (the signature covers "
@@ -182,19 +205,10 @@ class Tasks:
             on_commit=self._publish,
         )
 
-    async def update(
-        self,
-        actor: str,
-        device: str,
-        task_id: str,
-        status: int,
-        assignee: str,
-        note: str,
-        result: str,
-        expected_version: int,
-        signed: SignedFields = SignedFields(),
-    ) -> TaskCommit:
-        """An empty result leaves the result as it is."""
+    async def update(self, cmd: UpdateTask) -> TaskCommit:
+        actor, device, task_id, status = cmd.actor, cmd.device, cmd.task_id, cmd.status
+        assignee, note, result, expected_version = cmd.assignee, cmd.note, cmd.result, cmd.expected_version
+        signed = cmd.signed
         signatures.check_task_update(
             signed.cert,
             device,

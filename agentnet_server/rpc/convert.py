@@ -8,6 +8,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from ..auth import Peer
 from ..domain.network import SendCommand, SignedFields, Target
+from ..domain.tasks import CreateTask, UpdateTask
 from ..errors import InvalidArgument
 
 
@@ -47,4 +48,36 @@ def send_command(req: Any, agent_id: str, target: Target, peer: Peer, mentions: 
         signed(req, peer),
         req.reply_to,
         req.auto_hops,
+    )
+
+
+def create_task(req: Any, creator: str, peer: Peer) -> CreateTask:
+    """A CreateTask from a Session `CreateTaskEvent` or a unary CreateTaskRequest (same field names)."""
+    t = req.task
+    return CreateTask(
+        creator,
+        peer.device_id,
+        t.title,
+        t.description,
+        t.assignee,
+        t.group_id,
+        t.priority,
+        us_of(t.due_time),
+        req.client_task_id,
+        signed(req, peer),
+    )
+
+
+def update_task(req: Any, actor: str, peer: Peer) -> UpdateTask:
+    """An UpdateTask from a Session `UpdateTaskEvent` or a unary UpdateTaskRequest (same field names)."""
+    return UpdateTask(
+        actor,
+        peer.device_id,
+        req.task_id,
+        req.status,
+        req.assignee,
+        req.note,
+        req.result,
+        req.expected_version,
+        signed(req, peer),
     )

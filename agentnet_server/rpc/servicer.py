@@ -216,20 +216,8 @@ class AgentNetServicer:
     # -- tasks --------------------------------------------------------------------------------
 
     async def CreateTask(self, req: service_pb2.CreateTaskRequest, ctx: Ctx) -> resources_pb2.Task:
-        agent, device = self._acting(req.agent_id)
-        t = req.task
-        c = await self.tasks.create(
-            agent,
-            device,
-            t.title,
-            t.description,
-            t.assignee,
-            t.group_id,
-            t.priority,
-            convert.us_of(t.due_time),
-            req.client_task_id,
-            convert.signed(req, current_peer.get()),
-        )
+        agent, _ = self._acting(req.agent_id)
+        c = await self.tasks.create(convert.create_task(req, agent, current_peer.get()))
         return encode.task(c.task)
 
     async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> service_pb2.ListTasksResponse:
@@ -244,18 +232,8 @@ class AgentNetServicer:
         return encode.task(await self.tasks.get(agent, req.task_id))
 
     async def UpdateTask(self, req: service_pb2.UpdateTaskRequest, ctx: Ctx) -> resources_pb2.Task:
-        agent, device = self._acting(req.agent_id)
-        c = await self.tasks.update(
-            agent,
-            device,
-            req.task_id,
-            req.status,
-            req.assignee,
-            req.note,
-            req.result,
-            req.expected_version,
-            convert.signed(req, current_peer.get()),
-        )
+        agent, _ = self._acting(req.agent_id)
+        c = await self.tasks.update(convert.update_task(req, agent, current_peer.get()))
         return encode.task(c.task)
 
     # -- devices ------------------------------------------------------------------------------

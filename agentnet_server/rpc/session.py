@@ -437,20 +437,7 @@ class Conn:
 
     async def on_create_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
-        c, t = ev.create_task, ev.create_task.task
-        signed = convert.signed(c, self.peer)
-        commit = await self.svc.tasks.create(
-            self.s.agent_id,
-            self.peer.device_id,
-            t.title,
-            t.description,
-            t.assignee,
-            t.group_id,
-            t.priority,
-            convert.us_of(t.due_time),
-            c.client_task_id,
-            signed,
-        )
+        commit = await self.svc.tasks.create(convert.create_task(ev.create_task, self.s.agent_id, self.peer))
         self.reply(
             events_pb2.ServerEvent(
                 request_id=ev.request_id, task_result=events_pb2.TaskResult(task=encode.task(commit.task))
@@ -459,19 +446,7 @@ class Conn:
 
     async def on_update_task(self, ev: events_pb2.ClientEvent) -> None:
         assert self.svc.tasks is not None
-        u = ev.update_task
-        signed = convert.signed(u, self.peer)
-        commit = await self.svc.tasks.update(
-            self.s.agent_id,
-            self.peer.device_id,
-            u.task_id,
-            u.status,
-            u.assignee,
-            u.note,
-            u.result,
-            u.expected_version,
-            signed,
-        )
+        commit = await self.svc.tasks.update(convert.update_task(ev.update_task, self.s.agent_id, self.peer))
         self.reply(
             events_pb2.ServerEvent(
                 request_id=ev.request_id, task_result=events_pb2.TaskResult(task=encode.task(commit.task))
