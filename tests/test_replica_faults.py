@@ -624,3 +624,57 @@ def grpc_eof() -> Any:
     import grpc
 
     return grpc.aio.EOF
+
+
+async def test_a_first_direct_message_missed_during_an_outage_is_delivered_after_resync(
+    make_server: Any, pg_database: str
+) -> None:
+    """Replica two loses its store (its own login role is refused and its connections are ended)
+    while replica one stays up; during the outage an agent on one sends the FIRST direct message
+    to an agent whose session on two stays open (within the outage grace). When two is back it
+    resynchronises, and the session gets that message in its new conversation, not only the
+    inbox notice of it: nothing is left behind for a conversation the session had no cursor for."""
+    import psycopg
+
+    base = postgres_url()
+    assert base is not None
+    role = f"agentnet_r_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    one = make_server(db=pg_database)
+    two_url = pg_database.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+    assert two_url != pg_database
+    two = make_server(db=two_url, store_outage_grace=60)
+    cs = Clients(one.certs, one, one.workdir)
+    blocked = False
+
+    def login(allowed: bool) -> None:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'ALTER ROLE "{role}" {"LOGIN" if allowed else "NOLOGIN"}')
+            if not allowed:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+
+    try:
+        lao = await cs.live("laoxing-vps", "laoxing", addr=one.addr)
+        xiao = await cs.live("xiaoxing-mac", "xiaoxing", addr=two.addr)
+        login(False)
+        blocked = True
+        await until(lambda: http_status(two, "/readyz")[0] == 503, timeout=10)
+        assert http_status(one, "/readyz")[0] == 200
+        ack = await asyncio.wait_for(lao.dm("xiaoxing", "the first words between us"), 20)
+        await asyncio.sleep(0.5)
+        login(True)
+        blocked = False
+        await until(lambda: http_status(two, "/readyz")[0] == 200, timeout=20)
+        assert xiao.state.value == "live"  # the same session throughout
+        got = await collect(xiao, "message", 1, conv=ack.conversation, timeout=10)
+        assert [(m.seq, m.content) for m in got] == [(ack.seq, "the first words between us")]
+    finally:
+        if blocked:
+            login(True)
+        await cs.close_all()
+        for srv in (one, two):
+            srv.stop()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

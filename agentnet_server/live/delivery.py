@@ -220,7 +220,8 @@ class Delivery:
                 yield data
 
     async def _recover(self) -> AsyncIterator[bytes]:
-        """The queue overflowed: drop it and catch up from the store, then go live again."""
+        """The queue overflowed, or the replica resynchronised with the store: drop the queue and
+        catch up from the store, then go live again."""
         s = self.s
         convs = {env.conv for env in s.queue} | set(s.cursors) | s.dropped_convs
         s.dropped_convs = set()
@@ -231,11 +232,19 @@ class Delivery:
         )
         # The heads now: what was dropped while lagging may have been deleted by retention since.
         heads = await self.net.heads(s.agent_id)
-        for conv in convs:
+        # Every conversation the store has for the agent counts, also one this stream has never
+        # seen (a first direct message whose live delivery was dropped or never announced here):
+        # registration gave a cursor to each that existed then, so a new one starts like a live
+        # delivery would have started it (_adopt).
+        convs |= heads.keys()
+        for conv in sorted(convs):
             if conv.startswith(GROUP_PREFIX) and conv not in heads:
                 continue  # not a member any more (perhaps left through another replica)
             if conv not in s.cursors and not await self._adopt(conv):
                 continue
+            cur = s.cursors.get(conv)
+            if cur is None or cur >= heads.get(conv, 0):
+                continue  # left, or nothing after this cursor when the heads were read (no read)
             async for data in self._catch_up_past(conv, heads.get(conv, 0)):
                 yield data
         s.presence_stale = True
