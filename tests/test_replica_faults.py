@@ -678,3 +678,42 @@ async def test_a_first_direct_message_missed_during_an_outage_is_delivered_after
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+async def test_a_connection_blip_resynchronises_many_groups_within_the_outage_grace(
+    make_server: Any, pg_database: str
+) -> None:
+    """3,000 memberships this replica has not heard of (written by another replica while it was
+    not listening), then its LISTEN connection is terminated: the resynchronisation re-reads the
+    memberships in one go and the replica serves again within the outage grace, so the live
+    session on it is kept (not closed and reconnected) and the memberships are known after it."""
+    import time
+
+    import psycopg
+
+    base = postgres_url()
+    assert base is not None
+    database = pg_database.rsplit("/", 1)[1]
+    srv = make_server(db=pg_database, store_outage_grace=1.0)
+    cs = Clients(srv.certs, srv, srv.workdir)
+    try:
+        lao = await cs.live("laoxing-vps", "laoxing")
+        xiao = await cs.live("xiaoxing-mac", "xiaoxing")
+        await xiao.close()
+        now = int(time.time() * 1_000_000)
+        with psycopg.connect(pg_database, autocommit=True) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO member (group_id, agent, joined_seq, join_time) VALUES (%s, 'xiaoxing', 0, %s)",
+                [(f"bulk-{i:04d}", now) for i in range(3000)],
+            )
+        connects = lao.session.connects if lao.session else 0
+        started = time.monotonic()
+        assert terminate(base, database, srv, "listen") >= 1
+        await until(lambda: _metric(srv, "agentnet_resyncs_total") >= 1, timeout=20)
+        took = time.monotonic() - started
+        print(f"resynchronised 3000 memberships {took:.3f} s after the LISTEN connection was terminated")
+        await asyncio.sleep(1.5)  # past the grace: a replica still resynchronising would close sessions
+        assert lao.session is not None and lao.session.connects == connects and lao.state.value == "live"
+        assert took < 1.0 + 2.0, took  # the grace, plus the listener's reconnect and the ping
+    finally:
+        await cs.close_all()

@@ -125,11 +125,15 @@ class Groups(Registry):
 
     async def _refresh_group(self, group_id: str) -> None:
         rows = await self.db.read(ops.members_page, group_id, "", 10**9)
-        now = {m.agent_id: m for m in rows}
-        for agent_id in now.keys() - self.agents.keys():
+        for agent_id in {m.agent_id for m in rows} - self.agents.keys():
             rec = await self.db.read(ops.agent_get, agent_id)
             if rec is not None:
                 self._cache_agent(rec)
+        self._apply_members(group_id, rows)
+
+    def _apply_members(self, group_id: str, rows: list[MemberRec]) -> None:
+        """Make the cached members of a group what the store says (rows: all of them)."""
+        now = {m.agent_id: m for m in rows}
         before = set(self.members.get(group_id, ()))
         for agent_id in before - now.keys():
             self._cache_leave(group_id, agent_id)

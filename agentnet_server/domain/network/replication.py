@@ -8,6 +8,7 @@ from typing import Any
 
 from ...records import (
     GROUP_PREFIX,
+    MemberRec,
     dm_parties,
     inbox_conv,
     now_us,
@@ -53,9 +54,13 @@ class Network(Resume):
         """After missing notifications: re-read the caches and let every session catch up."""
         for a in await self.db.read(ops.agents_all):
             self._cache_agent(a)
-        groups = {m.group_id for m in await self.db.read(ops.members_all)} | set(self.members)
-        for group_id in groups:
-            await self._refresh_group(group_id)
+        # All memberships in one read (not one per group): a short connection loss on a large
+        # network must not keep the replica out of service past the outage grace.
+        by_group: dict[str, list[MemberRec]] = {}
+        for m in await self.db.read(ops.members_all):
+            by_group.setdefault(m.group_id, []).append(m)
+        for group_id in by_group.keys() | self.members.keys():
+            self._apply_members(group_id, by_group.get(group_id, []))
         for s in self.hub.sessions():
             s.lagging = True
             s.wake.set()
