@@ -109,6 +109,10 @@ class Readiness:
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
             await self.set_serving(True)
+            if not self.ready:
+                # Lost again while SERVING was being announced: lost() saw this task still running
+                # and left the recovery to it.
+                continue
             log.info("store reachable again; resynchronised, serving")
             return
 
