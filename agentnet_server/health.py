@@ -89,6 +89,7 @@ class Readiness:
 
     async def _recover(self) -> None:
         delay = 0.05
+        said = ""
         while not self.stopping:
             seen = self._losses
             try:
@@ -98,7 +99,13 @@ class Readiness:
                 self.reason = "resynchronising with the store"
                 await self.resync()
             except Exception as exc:  # noqa: BLE001 - the store is still away: wait and try again
-                self.reason = f"store unreachable ({str(exc).strip()[:120]}); reconnecting"
+                # The driver's words name the store's host, port, database and role: they go to
+                # the log; `reason` reaches unauthenticated probes (/readyz) and clients.
+                detail = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+                if detail != said:
+                    log.warning("store still unreachable: %s", detail)
+                    said = detail
+                self.reason = "store unreachable; reconnecting"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue

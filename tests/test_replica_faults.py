@@ -556,7 +556,7 @@ async def test_streams_end_and_new_ones_are_refused_while_the_store_is_lost(make
     base = postgres_url()
     assert base is not None
     database = pg_database.rsplit("/", 1)[1]
-    srv = make_server(db=pg_database, http_addr="127.0.0.1:0", store_outage_grace=1.0)
+    srv = make_server(db=pg_database, http_addr="127.0.0.1:0", store_outage_grace=1.0, store_timeout=1.0)
     rest = Rest(srv, srv.certs)
     await asyncio.to_thread(rest.register, "xiaoxing-mac", "xiaoxing")
     channel = secure_channel(srv.addr, load_device(srv.certs.device_dir("laoxing-vps")))
@@ -592,12 +592,18 @@ async def test_streams_end_and_new_ones_are_refused_while_the_store_is_lost(make
 
         assert await asyncio.wait_for(grpc_end(), 10) == "UNAVAILABLE"
 
-        # New streams are refused at once, well before the store deadline (5 s) would expire.
+        # The unauthenticated probe says why in general words, never which store or where.
+        await asyncio.sleep(1.5)  # past the store deadline (1 s): reconnect attempts have failed
+        status, body = http_status(srv, "/readyz")
+        assert status == 503 and "store" in body
+        assert database not in body and "5432" not in body and "postgres" not in body.lower(), body
+        # New streams are refused at once, without waiting for the store deadline.
         started = time.monotonic()
         refused = await asyncio.to_thread(rest.call, "xiaoxing-mac", "GET", "/api/events?agent_id=xiaoxing")
         took = time.monotonic() - started
         assert refused.status == 503, (refused.status, refused.body[:300])
         assert refused.error()[1] == "STORE_UNAVAILABLE" and refused.headers.get("retry-after") == "1"
+        assert database not in refused.error()[2]
         assert took < 2.0, took
         outcome, took = await _stream_outcome(srv.addr, srv.certs.device_dir("laoxing-vps"), "laoxing", True)
         assert outcome == "UNAVAILABLE" and took < 2.0, (outcome, took)
