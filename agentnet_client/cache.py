@@ -32,10 +32,14 @@ class Cache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
+        # It holds private conversations: owner-only from the first byte (SQLite gives its -wal and
+        # -shm files the database file's mode), and tightened if an older version left it readable.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for name in (self.path.name, self.path.name + "-wal", self.path.name + "-shm"):
+            f = self.path.with_name(name)
+            if f.exists() and f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        if new:
-            os.chmod(self.path, 0o600)  # holds private conversations
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)

@@ -339,12 +339,36 @@ class Client:
         return await self._all_pages(self._stub().ListGroups, service_pb2.ListGroupsRequest(member=member), "groups")
 
     async def create_group(
-        self, group_id: str, title: str = "", description: str = "", agent_id: str = ""
+        self,
+        group_id: str,
+        title: str = "",
+        description: str = "",
+        agent_id: str = "",
+        *,
+        join_rule: int = 0,
+        history_visibility: int = 0,
     ) -> resources_pb2.Group:
+        """Create a group; by default public with shared history (resources_pb2.GROUP_JOIN_RULE_INVITE
+        makes it invite-only, HISTORY_VISIBILITY_JOINED hides what was sent before a member joined)."""
         return await self._rpc(
             self._stub().CreateGroup,
-            service_pb2.CreateGroupRequest(group_id=group_id, title=title, description=description, agent_id=agent_id),
+            service_pb2.CreateGroupRequest(
+                group_id=group_id,
+                title=title,
+                description=description,
+                agent_id=agent_id,
+                join_rule=_enum(join_rule),
+                history_visibility=_enum(history_visibility),
+            ),
             idempotent=False,
+        )
+
+    async def invite(self, group_id: str, invitee: str, agent_id: str = "") -> service_pb2.InviteToGroupResponse:
+        """Invite an agent into a group this client's agent is a member of."""
+        return await self._rpc(
+            self._stub().InviteToGroup,
+            service_pb2.InviteToGroupRequest(group_id=group_id, agent_id=agent_id, invitee=invitee),
+            idempotent=True,
         )
 
     async def join_group(

@@ -342,6 +342,7 @@ REASONS: dict[str, tuple[str, ...]] = {
         "NO_AGENT",
         "NOT_AGENT_OWNER",
         "NOT_A_MEMBER",
+        "NOT_INVITED",
         "NOT_YOUR_AGENT",
     ),
     "messages and inbox": (

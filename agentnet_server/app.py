@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from agentnet.v1 import events_pb2, service_pb2
 
-from . import auth, guard, memory, pki
+from . import auth, files, guard, memory, pki
 from .config import Settings
 from .domain.inbox import Inbox, ReadResult
 from .domain.limits import Limiter
@@ -182,6 +182,8 @@ class App:
         # Reloadable on SIGHUP (tlsreload); checks key permissions and the chain like auth.server_credentials.
         self.tls = ServerTls(self.certs)
         creds = self.tls.grpc_credentials()
+        # Every message is in there: owner-only from the first byte, -wal and -shm too.
+        files.secure_sqlite(s.db)
         try:
             self.db = db = Database(
                 s.db,

@@ -175,6 +175,8 @@ async def _serve(settings: config.Settings, ready_file: str | None) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
+    # What the server creates (database, logs, backups) is for its user alone (SECURITY.md).
+    os.umask(0o077)
     overrides: dict[str, Any] = {}
     if ns.grace is not None:
         overrides["shutdown_grace"] = ns.grace

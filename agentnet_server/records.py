@@ -69,6 +69,8 @@ class GroupRec:
     create_time: int
     last_seq: int
     member_count: int
+    join_rule: str = "public"  # or "invite"
+    history: str = "shared"  # or "joined": members read from their join point on
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

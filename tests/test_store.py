@@ -60,8 +60,38 @@ def _make_version_1(db_url: str) -> None:
     d.db.execute_sql("DROP TABLE pruned_send")
     d.db.execute_sql("ALTER TABLE message DROP COLUMN reply_to")
     d.db.execute_sql("ALTER TABLE message DROP COLUMN auto_hops")
+    _drop_v4(d)
     d.db.execute_sql("DELETE FROM schema_version")
     d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (1, 0)")
+    d.close()
+
+
+def _drop_v4(d: Database) -> None:
+    """Undo schema version 4 (group join rules, invitations, history visibility)."""
+    d.db.execute_sql("ALTER TABLE agent_group DROP COLUMN join_rule")
+    d.db.execute_sql("ALTER TABLE agent_group DROP COLUMN history")
+    d.db.execute_sql("DROP TABLE group_invite")
+
+
+async def test_version_3_groups_become_public_with_shared_history(db_url: str) -> None:
+    """A version-3 database with a group: the migration keeps it public with shared history and
+    adds invitations."""
+    d = Database(db_url)
+    d.migrate()
+    _drop_v4(d)
+    d.db.execute_sql("DELETE FROM schema_version")
+    d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (3, 0)")
+    p = d.db.param
+    d.db.execute_sql(
+        f"INSERT INTO agent_group (id, title, description, creator, create_time) VALUES ({p}, {p}, '', {p}, 0)",
+        ("old-group", "Old", "someone"),
+    )
+    d.close()
+    d = Database(db_url)
+    assert d.migrate() == 4
+    row = d.db.execute_sql("SELECT join_rule, history FROM agent_group WHERE id = 'old-group'").fetchone()
+    assert tuple(row) == ("public", "shared")
+    assert d.db.table_exists("group_invite")
     d.close()
 
 
@@ -69,14 +99,14 @@ async def test_version_1_database_is_migrated_to_the_history_time_indexes(db_url
     _make_version_1(db_url)
 
     d = Database(db_url)
-    assert d.migrate() == CURRENT_VERSION == 3
+    assert d.migrate() == CURRENT_VERSION == 4
     pg_sql, sqlite_sql = "SELECT indexname FROM pg_indexes", "SELECT name FROM sqlite_master WHERE type = 'index'"
     sql = pg_sql if d.is_postgres else sqlite_sql
     names = {r[0] for r in d.db.execute_sql(sql).fetchall()}
     assert {"feed_create_time", "message_create_time"} <= names
     assert d.db.table_exists("pruned_send")
     versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
     d.close()
 
 
@@ -87,6 +117,7 @@ async def test_version_2_messages_become_replies_aware(db_url: str) -> None:
     d.migrate()
     d.db.execute_sql("ALTER TABLE message DROP COLUMN reply_to")
     d.db.execute_sql("ALTER TABLE message DROP COLUMN auto_hops")
+    _drop_v4(d)
     d.db.execute_sql("DELETE FROM schema_version")
     d.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (2, 0)")
     p = d.db.param
@@ -144,7 +175,7 @@ async def test_servers_starting_together_migrate_once(db_url: str) -> None:
     assert results == [CURRENT_VERSION] * 4
     d = Database(db_url)
     versions = [r[0] for r in d.db.execute_sql("SELECT version FROM schema_version ORDER BY version").fetchall()]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
     d.close()
 
 

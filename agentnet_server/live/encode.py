@@ -79,7 +79,13 @@ def group(g: GroupRec) -> resources_pb2.Group:
         last_seq=g.last_seq,
         create_time=ts(g.create_time),
         conversation="group:" + g.id,
+        join_rule=JOIN_RULES.get(g.join_rule, 0),  # type: ignore[arg-type]
+        history_visibility=HISTORY.get(g.history, 0),  # type: ignore[arg-type]
     )
+
+
+JOIN_RULES = {"public": resources_pb2.GROUP_JOIN_RULE_PUBLIC, "invite": resources_pb2.GROUP_JOIN_RULE_INVITE}
+HISTORY = {"shared": resources_pb2.HISTORY_VISIBILITY_SHARED, "joined": resources_pb2.HISTORY_VISIBILITY_JOINED}
 
 
 def member(m: MemberRec, display_name: str, online: bool) -> resources_pb2.GroupMember:

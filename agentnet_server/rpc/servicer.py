@@ -26,6 +26,18 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 SendRequest: TypeAlias = service_pb2.SendGroupMessageRequest | service_pb2.SendDirectMessageRequest
 HistoryRequest: TypeAlias = service_pb2.ListGroupMessagesRequest | service_pb2.ListDirectMessagesRequest
 
+# Unset (0) means the default: public, shared history.
+_JOIN_RULES = {
+    0: "public",
+    resources_pb2.GROUP_JOIN_RULE_PUBLIC: "public",
+    resources_pb2.GROUP_JOIN_RULE_INVITE: "invite",
+}
+_HISTORY = {
+    0: "shared",
+    resources_pb2.HISTORY_VISIBILITY_SHARED: "shared",
+    resources_pb2.HISTORY_VISIBILITY_JOINED: "joined",
+}
+
 
 class AgentNetServicer:
     """agentnet.v1.AgentNet unary methods. The Session stream lives in session.py."""
@@ -84,7 +96,21 @@ class AgentNetServicer:
 
     async def CreateGroup(self, req: service_pb2.CreateGroupRequest, ctx: Ctx) -> resources_pb2.Group:
         agent, _ = self._acting(req.agent_id)
-        return encode.group(await self.net.create_group(agent, req.group_id, req.title, req.description))
+        join_rule = _JOIN_RULES.get(req.join_rule)
+        history = _HISTORY.get(req.history_visibility)
+        if join_rule is None or history is None:
+            raise InvalidArgument(
+                f"join_rule {req.join_rule} / history_visibility {req.history_visibility} is not a known value",
+                reason="BAD_VALUE",
+            )
+        return encode.group(
+            await self.net.create_group(agent, req.group_id, req.title, req.description, join_rule, history)
+        )
+
+    async def InviteToGroup(self, req: service_pb2.InviteToGroupRequest, ctx: Ctx) -> Any:
+        agent, _ = self._acting(req.agent_id)
+        group, created = await self.net.invite(agent, req.group_id, req.invitee)
+        return service_pb2.InviteToGroupResponse(group=encode.group(group), created=created)
 
     async def ListGroups(self, req: service_pb2.ListGroupsRequest, ctx: Ctx) -> service_pb2.ListGroupsResponse:
         groups, nxt = await self.net.list_groups(req.member, req.page_size, req.page_token)

@@ -36,6 +36,7 @@ def delete_empty_groups(tx: Tx, group_ids: list[str]) -> list[str]:
         tx.exec("DELETE FROM conversation WHERE id = ?", (conv,))
         tx.exec("DELETE FROM read_marker WHERE conv = ?", (conv,))
         tx.exec("DELETE FROM delivery_cursor WHERE conv = ?", (conv,))
+        tx.exec("DELETE FROM group_invite WHERE group_id = ?", (gid,))
         tx.changes.groups.add(gid)
         gone.append(gid)
     return gone

@@ -71,9 +71,24 @@ class Group(Base):
     description = pw.TextField(default="")
     creator = pw.CharField(max_length=64)
     create_time = pw.BigIntegerField()
+    # SQL defaults too: rows are inserted with plain SQL (ops.groups), as the v4 migration adds them.
+    join_rule = pw.CharField(max_length=8, default="public", constraints=[pw.SQL("DEFAULT 'public'")])
+    history = pw.CharField(max_length=8, default="shared", constraints=[pw.SQL("DEFAULT 'shared'")])
 
     class Meta:
         table_name = "agent_group"
+
+
+class GroupInvite(Base):
+    """An invitation into an invite-only group (removed when the agent joins)."""
+
+    group = pw.CharField(max_length=64, column_name="group_id")
+    agent = pw.CharField(max_length=64)
+    inviter = pw.CharField(max_length=64)
+    create_time = pw.BigIntegerField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("group", "agent")
 
 
 class Member(Base):
@@ -209,6 +224,7 @@ ALL_MODELS: tuple[type[Base], ...] = (
     AgentDevice,
     Conversation,
     Group,
+    GroupInvite,
     Member,
     Message,
     PrunedSend,

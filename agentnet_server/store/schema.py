@@ -32,10 +32,21 @@ def _v3_replies(db: pw.Database) -> None:
     db.execute_sql("ALTER TABLE message ADD COLUMN auto_hops INTEGER NOT NULL DEFAULT 0")
 
 
+def _v4_group_access(db: pw.Database) -> None:
+    """Groups get a join rule (public or invite-only, with invitations) and a history visibility
+    (shared: everything; joined: from the member's join point); existing groups stay public/shared."""
+    db.execute_sql("ALTER TABLE agent_group ADD COLUMN join_rule VARCHAR(8) NOT NULL DEFAULT 'public'")
+    db.execute_sql("ALTER TABLE agent_group ADD COLUMN history VARCHAR(8) NOT NULL DEFAULT 'shared'")
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS group_invite (group_id VARCHAR(64) NOT NULL, agent VARCHAR(64) NOT NULL, "
+        "inviter VARCHAR(64) NOT NULL, create_time BIGINT NOT NULL, PRIMARY KEY (group_id, agent))"
+    )
+
+
 # version -> migration. Version 1 is the initial schema; a new database is created from the
 # models and stamped with CURRENT_VERSION, an older one runs each later migration in order.
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_retention, 3: _v3_replies}
-CURRENT_VERSION = 3
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _v2_retention, 3: _v3_replies, 4: _v4_group_access}
+CURRENT_VERSION = 4
 
 
 class SchemaError(Exception):

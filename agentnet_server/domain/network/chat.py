@@ -19,7 +19,7 @@ from ...records import (
     group_conv,
     inbox_conv,
 )
-from ...store import ops
+from ...store import access, ops
 from .. import mentions, signatures, validate
 from .groups import Groups
 from .state import PreparedSend, SendCommand, Sent, Target, excerpt, log
@@ -260,6 +260,10 @@ class Chat(Groups):
         if mark is not None and (not isinstance(mark, list) or len(mark) != 2 or mark[0] != conv):
             raise InvalidArgument("page_token belongs to another conversation", reason="BAD_PAGE_TOKEN")
         last = await self.db.read(ops.conv_last_seq, conv)
+        if conv.startswith(GROUP_PREFIX):
+            # A group whose history is visible from the join on: nothing before this member's join.
+            floor: int = await self.db.read(access.visible_from, conv[len(GROUP_PREFIX) :], agent_id)
+            after_seq = max(after_seq, floor)
         if newest_first:
             before = int(mark[1]) if mark else last + 1
             rows = await self.db.read(ops.messages_before, conv, before, after_seq, size + 1)

@@ -11,7 +11,7 @@ from ...records import (
     MemberRec,
     group_conv,
 )
-from ...store import ops
+from ...store import access, ops
 from .. import validate
 from .registry import Registry
 
@@ -40,7 +40,15 @@ class Groups(Registry):
     def _check_group_id(self, group_id: str) -> str:
         return validate.check_id("group_id", group_id)
 
-    async def create_group(self, agent_id: str, group_id: str, title: str, description: str) -> GroupRec:
+    async def create_group(
+        self,
+        agent_id: str,
+        group_id: str,
+        title: str,
+        description: str,
+        join_rule: str = access.PUBLIC,
+        history: str = access.SHARED,
+    ) -> GroupRec:
         self._check_group_id(group_id)
         validate.check_text("title", title, validate.MAX_TITLE)
         validate.check_text("description", description, validate.MAX_DESCRIPTION, single_line=False)
@@ -52,15 +60,26 @@ class Groups(Registry):
         if self.limiter is not None:
             self.limiter.check_group_create(agent_id)
         group, _ = await self.db.write(
-            ops.create_group,
+            access.create_group,
             agent_id,
             group_id,
             title,
             description,
             self.settings.max_groups_per_agent,
+            join_rule,
+            history,
             on_commit=done,
         )
         return group
+
+    async def invite(self, agent_id: str, group_id: str, invitee: str) -> tuple[GroupRec, bool]:
+        """A member invites an agent into a group (needed to join an invite-only one)."""
+        self._check_group_id(group_id)
+        validate.check_id("invitee", invitee)
+        created: bool = await self.db.write(access.invite, group_id, agent_id, invitee)
+        if created:
+            audit("group.invite", agent_id, group=group_id, invitee=invitee)
+        return await self.group(group_id), created
 
     async def join(
         self, agent_id: str, group_id: str, create_if_missing: bool = False, title: str = ""
@@ -77,7 +96,7 @@ class Groups(Registry):
             # May create it (an empty or unknown group): counts as a creation.
             self.limiter.check_group_create(agent_id)
         return await self.db.write(
-            ops.join_group,
+            access.join_group,
             agent_id,
             group_id,
             create_if_missing,

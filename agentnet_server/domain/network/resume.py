@@ -12,7 +12,7 @@ from ...records import (
     FeedRec,
     inbox_conv,
 )
-from ...store import ops
+from ...store import access, ops
 from .chat import Chat
 from .state import REPLAY_PAGE, _ref_key, log
 
@@ -47,6 +47,12 @@ class Resume(Chat):
             cur = given.get(conv, acked.get(conv, start))
             cursors[conv] = max(0, min(cur, last)) if cur is not None else start
             heads[conv] = last
+        floors: dict[str, int] = await self.db.read(access.floors, agent_id)
+        for conv, floor in floors.items():
+            # From-join history: a cursor before the join point (0 asks for everything) starts there.
+            start_at = cursors.get(conv)
+            if start_at is not None and start_at < floor:
+                cursors[conv] = floor
         cursors[mine] = max(0, min(given.get(mine, acked.get(mine, 0)), feed_head))
         heads[mine] = feed_head
         return cursors, heads

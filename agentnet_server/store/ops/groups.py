@@ -16,13 +16,13 @@ from ..db import Tx
 
 _GROUP_SELECT = (
     "SELECT g.id, g.title, g.description, g.creator, g.create_time, c.last_seq, "
-    "(SELECT COUNT(*) FROM member m WHERE m.group_id = g.id) "
+    "(SELECT COUNT(*) FROM member m WHERE m.group_id = g.id), g.join_rule, g.history "
     "FROM agent_group g JOIN conversation c ON c.id = " + ("'group:' || g.id")
 )
 
 
 def _group(row: Sequence[Any]) -> GroupRec:
-    return GroupRec(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return GroupRec(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])
 
 
 def group_get(tx: Tx, group_id: str) -> GroupRec | None:
@@ -124,6 +124,8 @@ def join_group(
         group.create_time,
         group.last_seq,
         group.member_count + 1,
+        group.join_rule,
+        group.history,
     )
     return g, MemberRec(group_id, agent_id, group.last_seq, t), True
 

@@ -11,6 +11,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GroupJoinRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GROUP_JOIN_RULE_UNSPECIFIED: _ClassVar[GroupJoinRule]
+    GROUP_JOIN_RULE_PUBLIC: _ClassVar[GroupJoinRule]
+    GROUP_JOIN_RULE_INVITE: _ClassVar[GroupJoinRule]
+
+class HistoryVisibility(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_VISIBILITY_UNSPECIFIED: _ClassVar[HistoryVisibility]
+    HISTORY_VISIBILITY_SHARED: _ClassVar[HistoryVisibility]
+    HISTORY_VISIBILITY_JOINED: _ClassVar[HistoryVisibility]
+
 class InboxItemKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     INBOX_ITEM_KIND_UNSPECIFIED: _ClassVar[InboxItemKind]
@@ -38,6 +50,12 @@ class TaskPriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_PRIORITY_NORMAL: _ClassVar[TaskPriority]
     TASK_PRIORITY_HIGH: _ClassVar[TaskPriority]
     TASK_PRIORITY_URGENT: _ClassVar[TaskPriority]
+GROUP_JOIN_RULE_UNSPECIFIED: GroupJoinRule
+GROUP_JOIN_RULE_PUBLIC: GroupJoinRule
+GROUP_JOIN_RULE_INVITE: GroupJoinRule
+HISTORY_VISIBILITY_UNSPECIFIED: HistoryVisibility
+HISTORY_VISIBILITY_SHARED: HistoryVisibility
+HISTORY_VISIBILITY_JOINED: HistoryVisibility
 INBOX_ITEM_KIND_UNSPECIFIED: InboxItemKind
 INBOX_ITEM_KIND_MENTION: InboxItemKind
 INBOX_ITEM_KIND_DIRECT_MESSAGE: InboxItemKind
@@ -81,7 +99,7 @@ class Agent(_message.Message):
     def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., owner_device: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Group(_message.Message):
-    __slots__ = ("id", "title", "description", "creator", "member_count", "last_seq", "create_time", "conversation")
+    __slots__ = ("id", "title", "description", "creator", "member_count", "last_seq", "create_time", "conversation", "join_rule", "history_visibility")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +108,8 @@ class Group(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    JOIN_RULE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_VISIBILITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -98,7 +118,9 @@ class Group(_message.Message):
     last_seq: int
     create_time: _timestamp_pb2.Timestamp
     conversation: str
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., creator: _Optional[str] = ..., member_count: _Optional[int] = ..., last_seq: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., conversation: _Optional[str] = ...) -> None: ...
+    join_rule: GroupJoinRule
+    history_visibility: HistoryVisibility
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., creator: _Optional[str] = ..., member_count: _Optional[int] = ..., last_seq: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., conversation: _Optional[str] = ..., join_rule: _Optional[_Union[GroupJoinRule, str]] = ..., history_visibility: _Optional[_Union[HistoryVisibility, str]] = ...) -> None: ...
 
 class GroupMember(_message.Message):
     __slots__ = ("agent_id", "display_name", "join_time", "joined_seq", "online")

@@ -60,16 +60,38 @@ class AuthorizeDeviceRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class CreateGroupRequest(_message.Message):
-    __slots__ = ("group_id", "title", "description", "agent_id")
+    __slots__ = ("group_id", "title", "description", "agent_id", "join_rule", "history_visibility")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOIN_RULE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_VISIBILITY_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     title: str
     description: str
     agent_id: str
-    def __init__(self, group_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., agent_id: _Optional[str] = ...) -> None: ...
+    join_rule: _resources_pb2.GroupJoinRule
+    history_visibility: _resources_pb2.HistoryVisibility
+    def __init__(self, group_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., agent_id: _Optional[str] = ..., join_rule: _Optional[_Union[_resources_pb2.GroupJoinRule, str]] = ..., history_visibility: _Optional[_Union[_resources_pb2.HistoryVisibility, str]] = ...) -> None: ...
+
+class InviteToGroupRequest(_message.Message):
+    __slots__ = ("group_id", "agent_id", "invitee")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    INVITEE_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    agent_id: str
+    invitee: str
+    def __init__(self, group_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., invitee: _Optional[str] = ...) -> None: ...
+
+class InviteToGroupResponse(_message.Message):
+    __slots__ = ("group", "created")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    group: _resources_pb2.Group
+    created: bool
+    def __init__(self, group: _Optional[_Union[_resources_pb2.Group, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ("member", "page_size", "page_token")

@@ -83,6 +83,11 @@ class AgentNetStub:
                 request_serializer=agentnet_dot_v1_dot_service__pb2.ListGroupMembersRequest.SerializeToString,
                 response_deserializer=agentnet_dot_v1_dot_service__pb2.ListGroupMembersResponse.FromString,
                 _registered_method=True)
+        self.InviteToGroup = channel.unary_unary(
+                '/agentnet.v1.AgentNet/InviteToGroup',
+                request_serializer=agentnet_dot_v1_dot_service__pb2.InviteToGroupRequest.SerializeToString,
+                response_deserializer=agentnet_dot_v1_dot_service__pb2.InviteToGroupResponse.FromString,
+                _registered_method=True)
         self.JoinGroup = channel.unary_unary(
                 '/agentnet.v1.AgentNet/JoinGroup',
                 request_serializer=agentnet_dot_v1_dot_service__pb2.JoinGroupRequest.SerializeToString,
@@ -224,8 +229,15 @@ class AgentNetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InviteToGroup(self, request, context):
+        """Invite an agent into a group; only members may invite.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def JoinGroup(self, request, context):
-        """Join a group.
+        """Join a group (create it if asked). An invite-only group needs an invitation first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -369,6 +381,11 @@ def add_AgentNetServicer_to_server(servicer, server):
                     servicer.ListGroupMembers,
                     request_deserializer=agentnet_dot_v1_dot_service__pb2.ListGroupMembersRequest.FromString,
                     response_serializer=agentnet_dot_v1_dot_service__pb2.ListGroupMembersResponse.SerializeToString,
+            ),
+            'InviteToGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.InviteToGroup,
+                    request_deserializer=agentnet_dot_v1_dot_service__pb2.InviteToGroupRequest.FromString,
+                    response_serializer=agentnet_dot_v1_dot_service__pb2.InviteToGroupResponse.SerializeToString,
             ),
             'JoinGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.JoinGroup,
@@ -686,6 +703,33 @@ class AgentNet:
             '/agentnet.v1.AgentNet/ListGroupMembers',
             agentnet_dot_v1_dot_service__pb2.ListGroupMembersRequest.SerializeToString,
             agentnet_dot_v1_dot_service__pb2.ListGroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InviteToGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentnet.v1.AgentNet/InviteToGroup',
+            agentnet_dot_v1_dot_service__pb2.InviteToGroupRequest.SerializeToString,
+            agentnet_dot_v1_dot_service__pb2.InviteToGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
