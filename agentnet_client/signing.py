@@ -167,6 +167,8 @@ class Verifier:
         self._certs: dict[str, x509.Certificate | None] = {}
 
     async def certificate(self, device: str, fingerprint: str) -> x509.Certificate | None:
+        """The signer's certificate if it chains to the CA and matches the fingerprint, else None.
+        Raises AgentnetError when the server could not answer now (UNAVAILABLE, rate limited)."""
         if fingerprint in self._certs:
             return self._certs[fingerprint]
         if not fingerprint:
@@ -180,7 +182,9 @@ class Verifier:
                 cert = candidate
         except AgentnetError as exc:
             if exc.status in _TRANSIENT:
-                return None  # not remembered: the next message from this signer asks again
+                # Not a verdict on the signer: the caller retries (a live session reconnects and
+                # gets the message again; history() raises), nothing is rejected or remembered.
+                raise
             cert = None
         except Exception:  # noqa: BLE001 - any other failure means "cannot vouch for this signer"
             cert = None

@@ -429,3 +429,24 @@ def test_logs_name_devices_by_id_and_fingerprint_prefix_only(server: ServerProc)
     assert f"laoxing-vps/{fp[:12]}" in logs
     assert fp not in logs  # never the whole fingerprint, never key material
     assert "PRIVATE KEY" not in logs and "BEGIN CERTIFICATE" not in logs
+
+
+async def test_a_signer_lookup_that_fails_for_now_loses_nothing(make_server) -> None:  # type: ignore[no-untyped-def]
+    """The recipient's certificate lookup hits the read rate limit: the message is neither
+    rejected nor lost; the session reconnects and verifies it when the server answers again."""
+    server: ServerProc = make_server(reads_per_second=0.5, read_burst=1)
+    cs = Clients(server.certs, server, server.workdir)
+    try:
+        a = await cs.live("laoxing-vps", "lookup-a")
+        b = await cs.live("xiaoxing-mac", "lookup-b")
+        reader = await cs.live("d4", "lookup-reader")
+        for c in (a, b, reader):
+            await c.join("lookups", create=c is a)
+        await a.send("from a", group_id="lookups")
+        await b.send("from b", group_id="lookups")  # a second signer: a second lookup, over the limit
+        got = await collect(reader, "message", 2, timeout=30)
+        assert [m.content for m in got] == ["from a", "from b"]
+        assert [reader.verification(m) for m in got] == [Verification.VERIFIED] * 2
+        assert reader.rejected == 0
+    finally:
+        await cs.close_all()
