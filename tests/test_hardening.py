@@ -17,7 +17,7 @@ from agentnet.v1 import events_pb2, resources_pb2, service_pb2, service_pb2_grpc
 from agentnet_client import AgentnetError, AgentProfile, signing
 from agentnet_client.device import load_device, secure_channel
 from agentnet_server import pki
-from tests.conftest import Clients, ServerProc, uid
+from tests.conftest import Clients, ServerProc, uid, until
 from tests.test_enrollment import server_cli
 from tests.test_rest import Rest
 
@@ -56,23 +56,28 @@ async def test_session_limit_holds_for_simultaneous_logins(make_server) -> None:
     stub = service_pb2_grpc.AgentNetStub(channel)
     calls = [stub.Session() for _ in range(60)]
 
-    async def login(call: grpc.aio.StreamStreamCall) -> str:
-        with contextlib.suppress(grpc.aio.AioRpcError):  # a refused stream may end before the write
-            await call.write(
-                events_pb2.ClientEvent(
-                    request_id="register", register=events_pb2.Register(agent=resources_pb2.Agent(id="many"))
-                )
+    # Every stream opens at once; the limit is checked when a stream opens, so exactly 55 are
+    # refused before anyone registers.
+    first = {c: asyncio.ensure_future(c.read()) for c in calls}
+    await until(lambda: sum(t.done() for t in first.values()) >= 55, timeout=20)
+    await asyncio.sleep(0.5)
+    refused = [t for t in first.values() if t.done()]
+    assert len(refused) == 55
+    for t in refused:
+        if t.exception() is None:
+            assert t.result().error.reason == "TOO_MANY_SESSIONS"
+        else:
+            exc = t.exception()
+            assert isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    admitted = [c for c, t in first.items() if not t.done()]
+    for c in admitted:
+        await c.write(
+            events_pb2.ClientEvent(
+                request_id="register", register=events_pb2.Register(agent=resources_pb2.Agent(id="many"))
             )
-        try:
-            ev = await asyncio.wait_for(call.read(), 30)
-        except grpc.aio.AioRpcError as exc:
-            refused = exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "open streams" in (exc.details() or "")
-            return "TOO_MANY_SESSIONS" if refused else exc.code().name
-        return ev.error.reason if ev.WhichOneof("event") == "error" else ev.WhichOneof("event")
-
-    answers = await asyncio.gather(*(login(c) for c in calls))
-    assert answers.count("registered") == 5, answers
-    assert answers.count("TOO_MANY_SESSIONS") == 55
+        )
+    answers = [await asyncio.wait_for(first[c], 30) for c in admitted]
+    assert [a.WhichOneof("event") for a in answers] == ["registered"] * 5
     for c in calls:
         c.cancel()
     await channel.close()
