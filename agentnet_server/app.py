@@ -349,6 +349,7 @@ class App:
 
     def _listener_lost(self, kind: str, exc: BaseException) -> None:
         assert self.db is not None
+        self.db.suspect_connections()
         self.db.stats.error("connection_lost")
         self.db.stats.reconnect(kind)
         self.readiness.lost(kind, exc)

@@ -723,3 +723,33 @@ async def test_a_connection_blip_resynchronises_many_groups_within_the_outage_gr
         assert took < 1.0 + 2.0, took  # the grace, plus the listener's reconnect and the ping
     finally:
         await cs.close_all()
+
+
+async def test_all_connections_terminated_at_once_resynchronise_once(make_server: Any, pg_database: str) -> None:
+    """Every store connection of a replica is terminated at once (what a PostgreSQL restart does
+    to it): the first thread that notices makes the others replace theirs before use, so the
+    replica resynchronises once, not once per reader thread that finds its connection dead,
+    and its live sessions catch up from the store once."""
+    base = postgres_url()
+    assert base is not None
+    database = pg_database.rsplit("/", 1)[1]
+    srv = make_server(db=pg_database)
+    cs = Clients(srv.certs, srv, srv.workdir)
+    try:
+        lao = await cs.live("laoxing-vps", "laoxing")
+        await lao.join("ops", create=True)
+        for i in range(20):  # every reader thread opens its connection
+            await lao.list_members("ops")
+            await lao.send(f"warm {i}", group_id="ops")
+        assert srv.proc is not None
+        before = srv.logs().count("catching up from the store")
+        assert terminate(base, database, srv, "") >= 3  # writer, listener and readers
+        await until(lambda: _metric(srv, "agentnet_resyncs_total") >= 1, timeout=20)
+        await asyncio.sleep(1.0)
+        for _ in range(20):  # the reader threads are all used again
+            await lao.list_members("ops")
+        await asyncio.sleep(0.5)
+        catchups = srv.logs().count("catching up from the store") - before
+        assert catchups == 1, catchups
+    finally:
+        await cs.close_all()

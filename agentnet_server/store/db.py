@@ -341,6 +341,11 @@ class Database:
         self.commits = 0
         self.committed_ops = 0
         self.stats = StoreStats()
+        # Bumped whenever any connection is found dead: every thread then replaces its own before
+        # its next use (it is most likely dead too), instead of each finding out by an error that
+        # would restart the replica's resynchronisation once per thread.
+        self._epoch = 0
+        self._local = threading.local()
         # Called on the event loop with (connection kind, error) when a connection was found dead.
         self.on_lost: Callable[[str, BaseException], None] | None = None
         # Called in the writer thread with each commit's duration in seconds.
@@ -391,7 +396,21 @@ class Database:
             self.tx.pg and isinstance(exc, (pw.OperationalError, pw.InterfaceError)) and self.db.is_closed()
         )
 
+    def suspect_connections(self) -> None:
+        """A store connection (this one's or the change listener's) was found dead."""
+        self._epoch += 1
+
+    def _fresh(self, kind: str) -> None:
+        """Before this thread uses its connection: replace it if a loss was seen since its last use
+        (counted as a reconnect of its kind, without an error)."""
+        epoch = self._epoch
+        if getattr(self._local, "epoch", epoch) != epoch and not self.db.is_closed():
+            self.stats.reconnect(kind)
+            self._reset_connection()
+        self._local.epoch = epoch
+
     def _lost(self, kind: str, exc: BaseException) -> None:
+        self.suspect_connections()
         self.stats.error("connection_lost")
         self.stats.reconnect(kind)
         log.warning("store connection (%s) lost: %s; reconnecting", kind, str(exc).strip().splitlines()[0][:200])
@@ -431,6 +450,7 @@ class Database:
         delay = 0.05
         while True:
             try:
+                self._fresh("reader")
                 return fn(self.tx, *args)
             except (pw.DatabaseError, pw.InterfaceError) as exc:
                 if not self._is_lost(exc):
@@ -544,6 +564,7 @@ class Database:
                 break
             ops_ = [batch[i] for i in pending]
             try:
+                self._fresh("writer")
                 out = self._apply_in_one(ops_)
             except Exception as exc:  # noqa: BLE001 - any store failure is reported per op
                 lost = self._is_lost(exc)
