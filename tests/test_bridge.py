@@ -19,14 +19,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from agentnet.v1 import resources_pb2
 from agentnet_client import Client
-from agentnet_client.openclaw.bridge import START_GRACE
+from agentnet_client.openclaw.bridge import START_GRACE, TRUNCATED, clip_utf8
+from agentnet_client.openclaw.gateway import EMPTY_PLACEHOLDER, reply_text
+from agentnet_client.openclaw.turns import Directory, Item, mentions_explicitly, message_turn
 from agentnet_client.signing import Verification
 from tests.conftest import Clients, until
 
@@ -47,23 +49,30 @@ class FakeGateway:
         self.running: dict[str, int] = {}
         self.reply = reply or (lambda session, text: "on it: " + text.rsplit("← for you", 1)[0][-40:].strip())
         self.delay = delay
-        self.status_override: int | None = None
+        self.status_override: int | None = None  # every authenticated request answers this status
+        self.on_turn: Callable[[str, str], Awaitable[None]] | None = None  # runs inside a turn (the agent's tools)
+        self.attempts: dict[str, int] = {}  # requests per session key, including failed ones
         self.races = 0
+        self.fail_turns = 0  # the next n turns fail with 502 after reaching the gateway
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     async def responses(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"error": {"message": "Unauthorized", "type": "unauthorized"}}, status=401)
+        if self.status_override is not None:
+            return web.Response(status=self.status_override, text="gateway trouble")
         body = await request.json()
         if body.get("model") != "openclaw:main":
             name = str(body.get("model", "")).removeprefix("openclaw:")
             return web.json_response({"error": {"message": f"Unknown agent '{name}'.", "type": "x"}}, status=400)
         if not isinstance(body.get("input"), str) or not body["input"]:
             return web.json_response({"error": {"message": "input: Invalid input", "type": "x"}}, status=400)
-        if self.status_override is not None:
-            return web.Response(status=self.status_override, text="gateway trouble")
         key = request.headers.get("x-openclaw-session-key", "")
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.fail_turns:
+            self.fail_turns -= 1
+            return web.json_response({"error": {"message": "model provider failed"}}, status=502)
         if key and self.running.get(key) and key not in self.sessions:
             self.races += 1  # the real gateway: two parallel requests on a new session, one fails
             return web.json_response({"error": {"message": "SessionWorkStartChangedError"}}, status=500)
@@ -73,6 +82,8 @@ class FakeGateway:
                 await asyncio.sleep(self.delay)
             self.sessions.add(key)
             self.turns.append({"session": key, "input": body["input"], "time": time.time()})
+            if self.on_turn is not None:
+                await self.on_turn(key, body["input"])
             text = self.reply(key, body["input"])
         finally:
             self.running[key] -= 1
@@ -148,11 +159,17 @@ def bridge_env(clients: Clients, device: str, agent: str, token: str = TOKEN) ->
 
 
 def start_bridge(
-    clients: Clients, device: str, agent: str, url: str, *args: str, token: str = TOKEN
+    clients: Clients,
+    device: str,
+    agent: str,
+    url: str,
+    *args: str,
+    token: str = TOKEN,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(BIN / "agentnet"), "bridge", "--gateway-url", url, *args],
-        env=bridge_env(clients, device, agent, token),
+        env=bridge_env(clients, device, agent, token) | (env or {}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -181,8 +198,13 @@ def items(clients: Clients, device: str, agent: str) -> list[tuple[str, str, str
     path = cache_db(clients, device, agent)
     if not path.exists():
         return []
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return list(conn.execute("SELECT key, state, note FROM bridge_item ORDER BY ord"))
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+        try:
+            return list(conn.execute("SELECT key, state, note FROM bridge_item ORDER BY ord"))
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # the cache exists, the bridge has not created its tables yet
+            raise
 
 
 async def wait_online(watcher: Client, agent: str) -> None:
@@ -195,7 +217,9 @@ async def messages_by(c: Client, agent: str, **where: str) -> list[resources_pb2
 
 async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clients) -> None:
     gw = await FakeGateway(
-        reply=lambda s, text: "" if "stay quiet" in text else "on it: " + text.split("← for you")[0][-30:].strip()
+        reply=lambda s, text: (
+            EMPTY_PLACEHOLDER if "stay quiet" in text else "on it: " + text.split("← for you")[0][-30:].strip()
+        )
     ).start()
     lao = await clients.live("laoxing-vps", "laoxing", "老邢")
     xiao = await clients.live("xiaoxing-mac", "xiaoxing", "小邢")
@@ -242,7 +266,7 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
         assert gw.turns[-1]["session"] == f"agentnet:xiaoxing:{dm.conversation}"
         assert "Direct message from 老邢 (@laoxing)" in gw.turns[-1]["input"]
 
-        # The agent chose silence: nothing is posted.
+        # The agent chose silence (OpenClaw answers an empty turn with its placeholder): nothing is posted.
         await lao.send("@小邢 stay quiet please", group_id="dev-team")
         await until(lambda: len(gw.turns) == 4, timeout=30)
         await asyncio.sleep(0.5)
@@ -438,6 +462,16 @@ async def test_start_checks_refuse_with_one_line(clients: Clients) -> None:
         down = await run("--gateway-url", "http://127.0.0.1:9")
         [line] = down.stderr.strip().splitlines()
         assert down.returncode == 69 and "gateway reachable: nothing answers at http://127.0.0.1:9" in line
+
+        # A gateway failing on its side (5xx, or rate-limiting) may recover: 69, which the unit restarts.
+        gw.status_override = 503
+        failing = await run("--gateway-url", gw.url)
+        [line] = failing.stderr.strip().splitlines()
+        assert failing.returncode == 69 and "answers 503" in line, failing.stderr
+        gw.status_override = 429
+        limited = await run("--gateway-url", gw.url)
+        assert limited.returncode == 69 and "rate-limits" in limited.stderr, limited.stderr
+        gw.status_override = None
 
         no_token = await run("--gateway-url", gw.url, token="")
         [line] = no_token.stderr.strip().splitlines()
@@ -674,3 +708,225 @@ def test_service_files_for_the_bridge(tmp_path: pathlib.Path) -> None:
             env=dict(os.environ, XDG_RUNTIME_DIR=str(runtime)),
         )
         assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+# -- the bridge's pure functions -------------------------------------------------------------------
+
+
+def test_silence_placeholder_and_no_reply_post_nothing() -> None:
+    def responses(text: str) -> dict[str, Any]:
+        return {
+            "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]
+        }
+
+    assert reply_text("responses", responses("No response from OpenClaw.")) == ""
+    assert reply_text("responses", responses("  No response from OpenClaw.\n")) == ""
+    assert reply_text("responses", responses("NO_REPLY")) == ""
+    assert reply_text("chat", {"choices": [{"message": {"content": " NO_REPLY "}}]}) == ""
+    assert reply_text("chat", {"choices": [{"message": {"content": "No response from OpenClaw."}}]}) == ""
+    # Only the exact texts: an answer that quotes them is an answer.
+    assert reply_text("responses", responses("NO_REPLY needed? I think not.")) == "NO_REPLY needed? I think not."
+    turn = message_turn(
+        [Item("dm:dm:a+b:1", "dm", "dm:a+b", "a", "hi", "dm:a+b", 1, 0)], [], "b", Directory(), "agentnet", 3
+    )
+    assert "answer exactly NO_REPLY" in turn
+
+
+def test_replies_are_clipped_by_utf8_bytes_with_a_marker() -> None:
+    assert clip_utf8("short", 100) == "short"
+    text = "邢" * 30_000  # 90,000 bytes of UTF-8, 30,000 characters
+    clipped = clip_utf8(text, 65_536)
+    data = clipped.encode()
+    assert len(data) <= 65_536 and clipped.endswith(TRUNCATED)
+    assert set(clipped.removesuffix(TRUNCATED)) == {"邢"}  # no character cut in half
+    assert len(data) > 65_536 - 3 - len(TRUNCATED.encode())
+    exact = "a" * 65_536
+    assert clip_utf8(exact, 65_536) == exact
+
+
+def _msg(conv: str, content: str, mentions: tuple[str, ...] = (), hops: int = 1) -> resources_pb2.Message:
+    return resources_pb2.Message(
+        conversation=conv, seq=5, sender="ant", content=content, mentions=list(mentions), auto_hops=hops
+    )
+
+
+def test_explicit_mention_follows_the_server_resolution() -> None:
+    g = "group:hive"
+    # The server resolved these (CJK right after the name, a sentence-final dot, the mentions list).
+    assert mentions_explicitly(_msg(g, "@小邢请看", ("xiaoxing",)), "xiaoxing", "小邢")
+    assert mentions_explicitly(_msg(g, "over to you @bee.", ("bee",)), "bee", "Bee")
+    assert mentions_explicitly(_msg(g, "see the list", ("bee",)), "bee", "Bee")
+    # Not resolved by the server: not a mention, whatever the text looks like.
+    assert not mentions_explicitly(_msg(g, "write to bob@bee.example", ()), "bee", "Bee")
+    assert not mentions_explicitly(_msg(g, "@beekeeper here", ()), "bee", "Bee")
+    # @all puts every member in `mentions`; it does not count unless the agent is named too.
+    assert not mentions_explicitly(_msg(g, "@all status", ("bee", "jin")), "bee", "Bee")
+    assert not mentions_explicitly(_msg(g, "@所有人 请看", ("xiaoxing", "jin")), "xiaoxing", "小邢")
+    assert mentions_explicitly(_msg(g, "@all status, @bee first", ("bee", "jin")), "bee", "Bee")
+    assert mentions_explicitly(_msg(g, "@所有人 @小邢请看", ("xiaoxing", "jin")), "xiaoxing", "小邢")
+    # Direct messages carry no mentions: the text decides, by the same rules.
+    assert mentions_explicitly(_msg("dm:ant+bee", "thanks @bee."), "bee", "Bee")
+    assert mentions_explicitly(_msg("dm:ant+xiaoxing", "@小邢请看"), "xiaoxing", "小邢")
+    assert not mentions_explicitly(_msg("dm:ant+bee", "@beekeeper"), "bee", "Bee")
+
+
+def test_turn_gives_the_exact_send_command_with_the_next_hop() -> None:
+    group = message_turn(
+        [Item("mention:group:hive:4", "mention", "group:hive", "ant", "@bee", "group:hive", 4, 1)],
+        [],
+        "bee",
+        Directory(),
+        "/opt/agentnet",
+        3,
+    )
+    assert '`/opt/agentnet send hive "<text>" --auto-hops 2`' in group
+    assert "must carry `--auto-hops 2`" in group
+    dm = message_turn(
+        [Item("dm:dm:ant+bee:1", "dm", "dm:ant+bee", "ant", "hi", "dm:ant+bee", 1, 0)],
+        [],
+        "bee",
+        Directory(),
+        "agentnet",
+        3,
+    )
+    assert '`agentnet dm ant "<text>" --auto-hops 1`' in dm
+
+
+# -- the bridge as a process -----------------------------------------------------------------------
+
+
+async def test_send_and_dm_take_auto_hops(clients: Clients) -> None:
+    lao = await clients.live("laoxing-vps", "lao6", "Lao6")
+    await lao.join("hops", create=True)
+    xiao = await clients.live("xiaoxing-mac", "xiao6", "Xiao6")
+    await xiao.join("hops")
+    await xiao.close()
+    env = bridge_env(clients, "xiaoxing-mac", "xiao6")
+
+    def agentnet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "agentnet"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    sent = await asyncio.to_thread(agentnet, "send", "hops", "from a turn", "--auto-hops", "2")
+    assert sent.returncode == 0, sent.stderr
+    dm = await asyncio.to_thread(agentnet, "dm", "lao6", "also from a turn", "--auto-hops", "1")
+    assert dm.returncode == 0, dm.stderr
+    [g] = await messages_by(lao, "xiao6", group_id="hops")
+    [d] = await messages_by(lao, "xiao6", peer_id="xiao6")
+    assert (g.content, g.auto_hops, d.content, d.auto_hops) == ("from a turn", 2, "also from a turn", 1)
+
+
+async def test_task_answers_survive_a_closed_task_and_repeat_notes(clients: Clients) -> None:
+    """The agent closes its task during the turn: the answer (no longer a possible note) is posted
+    in the task's group, or to the creator directly. Two answers with the same text to two status
+    changes are two notes."""
+    lao = await clients.live("laoxing-vps", "lao5", "Lao5")
+    await lao.join("t5", create=True)
+    xiao = await clients.live("xiaoxing-mac", "xiao5", "Xiao5")
+    await xiao.join("t5")
+    await xiao.close()
+    async with unary(clients, "xiaoxing-mac") as u:
+
+        async def close_it(key: str, text: str) -> None:
+            if "close me" in text and key.startswith("agentnet:xiao5:task:"):
+                tid = key.removeprefix("agentnet:xiao5:task:")
+                await u.update_task(tid, status=resources_pb2.TASK_STATUS_IN_PROGRESS, agent_id="xiao5")
+                await u.update_task(tid, status=resources_pb2.TASK_STATUS_DONE, result="did it", agent_id="xiao5")
+
+        gw = await FakeGateway(reply=lambda s, text: "Noted.").start()
+        gw.on_turn = close_it
+        proc = start_bridge(clients, "xiaoxing-mac", "xiao5", gw.url, *FAST)
+        try:
+            await wait_online(lao, "xiao5")
+            in_group = await lao.create_task("close me quickly", "xiao5", group_id="t5")
+            [posted] = await _wait_messages(lao, "xiao5", 1, group_id="t5")
+            assert posted.content == f"[task {in_group.id}] Noted." and posted.auto_hops == 1
+            assert (await lao.get_task(in_group.id)).status == resources_pb2.TASK_STATUS_DONE
+
+            direct = await lao.create_task("close me too", "xiao5")
+            [dm] = await _wait_messages(lao, "xiao5", 1, peer_id="xiao5")
+            assert dm.content == f"[task {direct.id}] Noted." and dm.recipient == "lao5"
+
+            # Two status changes of a task Xiao5 created, the same answer to each: two notes.
+            mine = await u.create_task("write the notes", "lao5", agent_id="xiao5")
+
+            async def notes(n: int) -> bool:
+                t = await lao.get_task(mine.id)
+                return [c.note for c in t.history if c.actor == "xiao5" and c.note != "created"] == ["Noted."] * n
+
+            await lao.update_task(mine.id, status=resources_pb2.TASK_STATUS_ACCEPTED)
+            await _until_async(lambda: notes(1))
+            await lao.update_task(mine.id, status=resources_pb2.TASK_STATUS_IN_PROGRESS)
+            await _until_async(lambda: notes(2))
+            await asyncio.sleep(0.5)
+            assert await notes(2)
+            assert len(await messages_by(lao, "xiao5", group_id="t5")) == 1
+        finally:
+            _, err = await stop(proc)
+            await gw.stop()
+    assert "Traceback" not in err, err
+
+
+async def test_failing_turns_are_given_up_after_three_attempts(clients: Clients) -> None:
+    """A turn that fails after reaching the gateway (5xx) may have run: it is tried 3 times, then
+    its item is recorded as failed with the reason; the bridge keeps running and answers the next."""
+    gw = await FakeGateway().start()
+    lao = await clients.live("laoxing-vps", "lao7", "Lao7")
+    await lao.join("g7", create=True)
+    xiao = await clients.live("xiaoxing-mac", "xiao7", "Xiao7")
+    await xiao.join("g7")
+    await xiao.close()
+    proc = start_bridge(clients, "xiaoxing-mac", "xiao7", gw.url, *FAST)
+    key = "agentnet:xiao7:group:g7"
+    try:
+        await wait_online(lao, "xiao7")
+        gw.fail_turns = 100
+        bad = await lao.send("@xiao7 this one fails", group_id="g7")
+        want = (f"mention:group:g7:{bad.seq}", "failed")
+        await until(lambda: [i[:2] for i in items(clients, "xiaoxing-mac", "xiao7")] == [want], timeout=30)
+        [(_, _, note)] = items(clients, "xiaoxing-mac", "xiao7")
+        assert "502" in note and "gave up after 3 attempts" in note, note
+        assert gw.attempts[key] == 3
+        gw.fail_turns = 0
+        ok = await lao.send("@xiao7 this one works", group_id="g7")
+        [answer] = await _wait_messages(lao, "xiao7", 1, group_id="g7")
+        assert answer.reply_to == ok.seq and gw.attempts[key] == 4
+    finally:
+        _, err = await stop(proc)
+        await gw.stop()
+    assert "gave up after 3 attempts" in err and "Traceback" not in err, err
+
+
+async def test_stop_during_the_skill_check_is_fast(clients: Clients, tmp_path: pathlib.Path) -> None:
+    """SIGTERM while the start-up check runs the skill's agentnet (a slow one here) stops the bridge
+    within 2 s and kills that command."""
+    gw = await FakeGateway().start()
+    await (await clients.live("xiaojin-mini", "jin7", "Jin7")).close()
+    slow = tmp_path / "bin" / "agentnet"
+    slow.parent.mkdir()
+    pid_file = tmp_path / "pid"
+    slow.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    slow.chmod(0o755)
+    skills = tmp_path / "skills"
+    (skills / "agentnet").mkdir(parents=True)
+    (skills / "agentnet" / "SKILL.md").write_text(f"run `{slow} send <group>`\n")
+    config = tmp_path / "openclaw.json"
+    skill_env = {"AGENTNET_SERVER": "x", "AGENTNET_DEVICE_DIR": "y", "AGENTNET_AGENT": "jin7"}
+    config.write_text(json.dumps({"skills": {"entries": {"agentnet": {"env": skill_env}}}}))
+    env = {"AGENTNET_OPENCLAW_CONFIG": str(config), "AGENTNET_OPENCLAW_SKILLS": str(skills)}
+    proc = start_bridge(clients, "xiaojin-mini", "jin7", gw.url, env=env)
+    try:
+        await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout=30)
+        pid = int(pid_file.read_text())
+        took, err = await stop(proc)
+        assert took < 2.0 and proc.returncode == 0 and "Traceback" not in err, (took, err)
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        assert not alive, "the skill check's command outlived the bridge"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        await gw.stop()

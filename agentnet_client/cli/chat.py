@@ -128,6 +128,7 @@ async def _post(ns: argparse.Namespace, group_id: str = "", to_agent: str = "") 
             mentions=getattr(ns, "mention", None) or [],
             client_msg_id=ns.id or "",
             reply_to=ns.reply_to or 0,
+            auto_hops=ns.auto_hops,
         )
 
         def human() -> None:
@@ -352,6 +353,13 @@ def register(add: Add) -> None:
         p.add_argument("--id", help="client_msg_id (retrying with the same id never sends twice)")
         p.add_argument(
             "--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers (threads it)"
+        )
+        p.add_argument(
+            "--auto-hops",
+            type=nonneg_int,
+            default=0,
+            metavar="N",
+            help="mark the message as the N-th automatic hop (the number an assistant's turn gives; 0: by hand)",
         )
         if name == "send":
             p.add_argument("--mention", action="append", help="mention this agent explicitly (repeatable)")

@@ -48,8 +48,9 @@ from .turns import TERMINAL, Directory, Item, mentions_explicitly, message_turn,
 log = logging.getLogger("agentnet.bridge")
 
 KINDS = ("mention", "dm", "task")
-MAX_REPLY_CHARS = 60_000  # below the server's 64 KiB content limit
-MAX_NOTE_CHARS = 16_000
+MAX_CONTENT_BYTES = 65_536  # the server's default content limit (UTF-8 bytes) when it announces none
+MAX_NOTE_BYTES = 16_000
+TRUNCATED = "…(truncated)"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bridge_item (
     key TEXT PRIMARY KEY, session TEXT NOT NULL, ord INTEGER NOT NULL, body TEXT NOT NULL,
@@ -124,6 +125,7 @@ class Bucket:
         self.tokens -= 1.0
 
 
+TURN_ATTEMPTS = 3  # attempts of a turn that failed after reaching the gateway (5xx, timeout)
 START_GRACE = 2.0  # seconds of clock difference tolerated between the server and this device (first start)
 
 
@@ -146,8 +148,14 @@ def reply_cmid(me: str, trigger: str) -> str:
     return "oc-" + hashlib.sha256(f"{me}\n{trigger}".encode()).hexdigest()[:40]
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def clip_utf8(text: str, limit: int) -> str:
+    """The text in at most `limit` UTF-8 bytes: when it is longer, cut at a character boundary and
+    end with a visible marker."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    room = max(0, limit - len(TRUNCATED.encode()))
+    return data[:room].decode(errors="ignore") + TRUNCATED
 
 
 class Bridge:
@@ -292,7 +300,7 @@ class Bridge:
             m.auto_hops,
         )
         if m.auto_hops:
-            if not mentions_explicitly(m.content, self.me, self.my_name):
+            if not mentions_explicitly(m, self.me, self.my_name):
                 return item, f"automatic message (hop {m.auto_hops}) that does not name @{self.me}"
             if m.auto_hops + 1 > self.opt.max_hops:
                 return (
@@ -409,12 +417,18 @@ class Bridge:
 
     async def _retrying(self, what: str, fn: Any) -> Any:
         """Call fn() until it succeeds; GatewayUnavailable and retryable AgentnetErrors wait and retry
-        (cancellable at any point)."""
+        (cancellable at any point). An unreachable gateway is retried for ever; a failure after the
+        request reached it (5xx, a turn timeout: the turn may have run) at most TURN_ATTEMPTS times
+        in all, then a (non-fatal) GatewayError gives up on the items."""
         delay = 0.5
+        ran = 0
         while True:
             try:
                 return await fn()
             except GatewayUnavailable as exc:
+                ran += exc.ran
+                if ran >= TURN_ATTEMPTS:
+                    raise GatewayError(f"{exc}; gave up after {ran} attempts") from None
                 wait = exc.retry_after if exc.retry_after is not None else delay * random.uniform(0.5, 1.0)
                 log.warning("%s; retrying %s in %.1f s", exc, what, wait)
             except AgentnetError as exc:
@@ -436,9 +450,16 @@ class Bridge:
             text = await self._input(session, items)
             key = self.opt.session_key_prefix + session.replace("+", "-") if self.opt.session_key_prefix else ""
             gw = self.gw
-            run_id = await self._retrying(
-                f"hand-over of {last.key}", lambda: gw.hook(turn_id, key, text, {"deliver": self.opt.deliver})
-            )
+            try:
+                run_id = await self._retrying(
+                    f"hand-over of {last.key}", lambda: gw.hook(turn_id, key, text, {"deliver": self.opt.deliver})
+                )
+            except GatewayError as exc:
+                if exc.fatal:
+                    raise
+                log.error("%s; %d item(s) of %s not handed over", exc, len(items), session)
+                self._mark(items, "failed", str(exc))
+                return
             self._record(
                 Turn(turn_id, session, [i.key for i in items], "", {}, ""), items, "handed", started, f"run {run_id}"
             )
@@ -470,11 +491,16 @@ class Bridge:
             self.stats.answer_received[i.key] = now
         self.stats.turns += 1
         if last.kind in ("task", "task_status"):
-            target: dict[str, Any] = {"task": last.task["id"]}
-            reply = _clip(reply, MAX_NOTE_CHARS)
+            target: dict[str, Any] = {
+                "task": last.task["id"],
+                "version": last.seq,
+                "group": last.task.get("group_id", ""),
+                "creator": last.task.get("creator", ""),
+            }
+            reply = clip_utf8(reply, min(MAX_NOTE_BYTES, self._content_limit()))
         else:
             target = {"conv": last.conv, "reply_to": last.seq, "hops": last.auto_hops + 1}
-            reply = _clip(reply, MAX_REPLY_CHARS)
+            reply = clip_utf8(reply, self._content_limit())
         turn = Turn(turn_id, session, [i.key for i in items], reply, target, reply_cmid(self.me, last.key))
         seen = max((i.seq for i in items if i.conv), default=0)
         if reply and last.kind == "task_status" and last.task.get("status") in TERMINAL:
@@ -542,7 +568,16 @@ class Bridge:
         t = turn.target
         try:
             if "task" in t:
-                await self._retrying(f"the note on task {t['task']}", lambda: self._note(t["task"], turn.reply))
+                try:
+                    await self._retrying(
+                        f"the note on task {t['task']}",
+                        lambda: self._note(t["task"], turn.reply, int(t.get("version", 0))),
+                    )
+                except AgentnetError as exc:
+                    if exc.reason != "TASK_TERMINAL":
+                        raise
+                    await self._post_closed_task(turn)
+                    return
                 self._finish(turn, "posted")
                 log.info("added the agent's answer to task %s as a note", t["task"])
             else:
@@ -584,6 +619,38 @@ class Bridge:
             log.error("the agent's answer on %s could not be posted: %s", turn.session, exc.message)
             self._finish(turn, "failed", 0, f"{exc.status}: {exc.message}")
 
+    async def _post_closed_task(self, turn: Turn) -> None:
+        """The task was closed (by the agent itself, in its turn) before its answer could become a
+        note: post the answer in the task's group, or to its creator directly, so it is not lost."""
+        t = turn.target
+        group_id = t.get("group", "")
+        to_agent = "" if group_id or t.get("creator") == self.me else t.get("creator", "")
+        if not group_id and not to_agent:
+            self._finish(turn, "failed", 0, "task closed; it has no group and was created by this agent")
+            log.warning("task %s is closed and is its own creator's: the agent's answer is not posted", t["task"])
+            return
+        ack = await self._retrying(
+            f"the answer on closed task {t['task']}",
+            lambda: self.client.send(
+                clip_utf8(f"[task {t['task']}] {turn.reply}", self._content_limit()),
+                group_id=group_id,
+                to_agent=to_agent,
+                client_msg_id=turn.cmid,
+                auto_hops=1,
+            ),
+        )
+        self._finish(turn, "posted", ack.seq)
+        self.stats.posted += 1
+        where = f"group {group_id}" if group_id else f"a direct message to {to_agent}"
+        log.info("task %s was closed before the note: posted the agent's answer to %s", t["task"], where)
+
+    def _content_limit(self) -> int:
+        """The server's content limit in UTF-8 bytes, as its `registered` event announced it."""
+        session = self.client.session
+        reg = session.registered if session is not None else None
+        announced = reg.limits.max_content_bytes if reg is not None and reg.HasField("limits") else 0
+        return announced if announced > 0 else MAX_CONTENT_BYTES
+
     async def _mark_read(self, conv: str, seq: int) -> None:
         """The agent handled the conversation up to what it answered: its inbox says so."""
         try:
@@ -591,10 +658,11 @@ class Bridge:
         except AgentnetError as exc:
             log.debug("could not mark %s read: %s", conv, exc)
 
-    async def _note(self, task_id: str, note: str) -> None:
-        """Add a note to a task once: after a restart, a note already there is not added again."""
+    async def _note(self, task_id: str, note: str, version: int) -> None:
+        """Add a note to a task once: after a restart, the note is not added again when the history
+        already has it after the trigger's version (an identical earlier answer does not count)."""
         task = await self.client.get_task(task_id)
-        if any(c.actor == self.me and c.note == note for c in task.history):
+        if any(c.actor == self.me and c.note == note and c.version > version for c in task.history):
             return
         await self.client.update_task(task_id, note=note)
 

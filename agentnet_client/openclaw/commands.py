@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from ..argtypes import positive_int
+from ..argtypes import positive_float, positive_int
 from ..errors import AgentnetError
 from .gateway import DEFAULT_URL, GatewayConfig
 
@@ -124,7 +124,8 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if task not in done:
-            task.cancel()
+            task.cancel()  # and wait for it: a subprocess it runs is killed
+            await asyncio.gather(task, return_exceptions=True)
             return None
         return task.result()
 
@@ -134,29 +135,40 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
             return 0
         for c in checks:
             if not c.ok:
-                code = EXIT_UNAVAILABLE if c.name == "gateway reachable" else EXIT_CONFIG
-                return refuse(f"{c.name}: {c.detail}", code)
+                return refuse(f"{c.name}: {c.detail}", EXIT_UNAVAILABLE if c.transient else EXIT_CONFIG)
         # After `agentnet openclaw setup`, the skill and the agent's environment are checked too.
         config, skills = os.environ.get("AGENTNET_OPENCLAW_CONFIG"), os.environ.get("AGENTNET_OPENCLAW_SKILLS")
         if config and skills and mode == "reply":
             from .setup import skill_checks
 
-            found = await stoppable(asyncio.to_thread(skill_checks, pathlib.Path(config), pathlib.Path(skills), None))
+            found = await stoppable(skill_checks(pathlib.Path(config), pathlib.Path(skills), None))
             if found is None:
                 return 0
             for c in found:
                 if not c.ok:
-                    return refuse(f"{c.name}: {c.detail}", EXIT_CONFIG)
+                    return refuse(f"{c.name}: {c.detail}", EXIT_UNAVAILABLE if c.transient else EXIT_CONFIG)
     from ..cli.common import session_agent
 
-    agent = await stoppable(session_agent(ns))
+    def refuse_error(exc: AgentnetError) -> int:
+        """A failure to reach or use the server: transient ones (unreachable, overloaded) let a
+        supervisor restart the bridge; the rest (unknown agent, no permission) are configuration."""
+        transient = exc.retryable or exc.status in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+        return refuse(exc.message, EXIT_UNAVAILABLE if transient else EXIT_CONFIG)
+
+    try:
+        agent = await stoppable(session_agent(ns))
+    except AgentnetError as exc:
+        return refuse_error(exc)
     if agent is None:
         return 0
     try:
         client = Client(server, device_dir, agent, cache=True, server_name=ns.server_name)
     except DeviceError as exc:
         return refuse(str(exc), EXIT_CONFIG)
-    await client.open()
+    try:
+        await client.open()
+    except AgentnetError as exc:
+        return refuse_error(exc)
     try:
         bridge = Bridge(client, cfg, options)
         log.info(
@@ -183,6 +195,8 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
             running.result()
         except BridgeError as exc:
             return refuse(str(exc), EXIT_CONFIG)
+        except AgentnetError as exc:
+            return refuse_error(exc)
     finally:
         try:
             await asyncio.wait_for(client.close(), 1.5)
@@ -250,7 +264,7 @@ async def cmd_openclaw_doctor(ns: argparse.Namespace) -> int:
     config_path = pathlib.Path(ns.config or os.environ.get("AGENTNET_OPENCLAW_CONFIG") or default_config_path())
     skills = pathlib.Path(ns.skills_dir or os.environ.get("AGENTNET_OPENCLAW_SKILLS") or openclaw_home() / "skills")
     openclaw_bin = ns.openclaw_bin or shutil.which("openclaw")
-    checks += await asyncio.to_thread(skill_checks, config_path, skills, openclaw_bin)
+    checks += await skill_checks(config_path, skills, openclaw_bin)
     try:
         server, device_dir = settings_from_env(ns.server, ns.device_dir)
         checks.append(certificate_check(str(device_dir)))
@@ -321,7 +335,7 @@ def register(add: Any) -> None:
     p.add_argument("--parallel", type=positive_int, default=d.parallel, help=f"turns at a time (default {d.parallel})")
     p.add_argument(
         "--rate-per-minute",
-        type=float,
+        type=positive_float,
         default=d.rate_per_minute,
         help=f"turns per conversation per minute, sustained (default {d.rate_per_minute:g})",
     )

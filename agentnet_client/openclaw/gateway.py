@@ -35,11 +35,14 @@ class GatewayError(Exception):
 
 
 class GatewayUnavailable(Exception):
-    """The gateway could not be reached or failed on its side (5xx, timeout): try again later."""
+    """The gateway could not be reached or failed on its side (5xx, timeout): try again later.
+    `ran`: the request reached the gateway, so a turn may have run (model calls, tool side effects)
+    and retrying runs it again; the bridge retries those a few times only."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, ran: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.ran = ran
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +77,20 @@ def _error_text(body: str) -> str:
     return body.strip()[:300]
 
 
+# OpenClaw answers a turn that produced no text with this placeholder (after stripping the agent's
+# NO_REPLY token); both mean the agent chose to stay silent.
+EMPTY_PLACEHOLDER = "No response from OpenClaw."
+SILENT_TOKEN = "NO_REPLY"
+
+
 def reply_text(endpoint: str, data: Any) -> str:
-    """The agent's reply in a /v1/responses or /v1/chat/completions answer ("" when it said nothing)."""
+    """The agent's reply in a /v1/responses or /v1/chat/completions answer ("" when it said nothing,
+    answered NO_REPLY, or OpenClaw filled the empty turn with its placeholder)."""
+    text = _raw_reply(endpoint, data)
+    return "" if text in (EMPTY_PLACEHOLDER, SILENT_TOKEN) else text
+
+
+def _raw_reply(endpoint: str, data: Any) -> str:
     parts: list[str] = []
     if endpoint == "chat":
         for choice in data.get("choices") or []:
@@ -100,6 +115,9 @@ class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
         self._http: aiohttp.ClientSession | None = None
+        # Set by probe() when its failing check is one that may pass by itself later (the gateway
+        # unreachable, starting, failing with 5xx or rate-limiting): not a configuration error.
+        self.transient = False
 
     async def __aenter__(self) -> Gateway:
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
@@ -125,9 +143,13 @@ class Gateway:
                 self.cfg.base + path, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as resp:
                 return resp.status, await resp.text(), resp.headers
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
             raise GatewayUnavailable(
                 f"the OpenClaw gateway at {self.cfg.base} is not reachable ({_describe(exc)})"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise GatewayUnavailable(
+                f"the OpenClaw gateway at {self.cfg.base} did not answer ({_describe(exc)})", ran=True
             ) from None
 
     def _classify(self, status: int, text: str, headers: Any, what: str) -> None:
@@ -167,7 +189,7 @@ class Gateway:
             )
         if 400 <= status < 500:
             raise GatewayError(f"the OpenClaw gateway refused the request ({status} {detail})", status=status)
-        raise GatewayUnavailable(f"the OpenClaw gateway failed ({status} {detail})")
+        raise GatewayUnavailable(f"the OpenClaw gateway failed ({status} {detail})", ran=True)
 
     async def turn(self, session_key: str, text: str) -> str:
         """Run one agent turn in the session and return its reply ("" = the agent stayed silent)."""
@@ -182,7 +204,7 @@ class Gateway:
         try:
             data = json.loads(body_text)
         except ValueError:
-            raise GatewayUnavailable(f"the OpenClaw gateway answered {status} with no JSON body") from None
+            raise GatewayUnavailable(f"the OpenClaw gateway answered {status} with no JSON body", ran=True) from None
         return reply_text(self.cfg.endpoint, data)
 
     async def hook(self, key: str, session_key: str, text: str, extra: dict[str, Any]) -> str:
@@ -206,6 +228,15 @@ class Gateway:
         """(check, ok, detail-or-fix) for: reachable, endpoint enabled, token accepted, agent exists.
         Stops at the first failure (later checks depend on it). Sends the token once."""
         assert self._http is not None
+        self.transient = False
+        try:
+            return await self._probe()
+        except GatewayUnavailable as exc:
+            self.transient = True
+            return [("gateway reachable", False, str(exc))]
+
+    async def _probe(self) -> list[tuple[str, bool, str]]:
+        assert self._http is not None
         out: list[tuple[str, bool, str]] = []
         base = self.cfg.base
         try:
@@ -213,6 +244,7 @@ class Gateway:
                 await resp.read()
                 ready = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.transient = True
             out.append(
                 (
                     "gateway reachable",
@@ -223,6 +255,7 @@ class Gateway:
             )
             return out
         if ready >= 500:
+            self.transient = True
             out.append(("gateway reachable", False, f"{base}/readyz answers {ready}: the gateway is still starting"))
             return out
         out.append(("gateway reachable", True, base))
@@ -245,6 +278,7 @@ class Gateway:
             ) as resp:
                 mstatus, mtext = resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.transient = True
             out.append(("openclaw agent exists", False, f"could not ask the gateway ({_describe(exc)})"))
             return out
         if mstatus == 200:
@@ -283,8 +317,10 @@ class Gateway:
                 ),
             ]
         if status == 429:
+            self.transient = True
             return [("endpoint enabled", True, what), ("token accepted", False, "the gateway rate-limits auth (429)")]
         if status >= 500:
+            self.transient = True
             return [("endpoint enabled", False, f"{what} answers {status}: {_error_text(text)}")]
         return [("endpoint enabled", True, what), ("token accepted", True, "the gateway accepts it")]
 

@@ -14,7 +14,6 @@ import os
 import pathlib
 import secrets
 import shutil
-import subprocess
 import sys
 from typing import Any
 
@@ -199,11 +198,15 @@ def read_env_file(path: pathlib.Path) -> dict[str, str]:
 # -- doctor --------------------------------------------------------------------------------------
 
 
+EXIT_SERVER_UNAVAILABLE = 3  # `agentnet`'s exit code when the server is not reachable (cli/errors.py)
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     name: str
     ok: bool
     detail: str
+    transient: bool = False  # a failure that may pass by itself (unreachable, 5xx, 429): not configuration
 
     def line(self) -> str:
         return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
@@ -211,7 +214,7 @@ class Check:
 
 async def gateway_checks(cfg: GatewayConfig) -> list[Check]:
     async with Gateway(cfg) as gw:
-        return [Check(n, ok, d) for n, ok, d in await gw.probe()]
+        return [Check(n, ok, d, gw.transient and not ok) for n, ok, d in await gw.probe()]
 
 
 def certificate_check(device_dir: str) -> Check:
@@ -246,7 +249,23 @@ async def server_check(server: str | None, device_dir: str | None) -> Check:
         return Check("server reachable", False, f"{server or 'AGENTNET_SERVER'}: {msg}")
 
 
-def skill_checks(config_path: pathlib.Path, skills_dir: pathlib.Path, openclaw_bin: str | None) -> list[Check]:
+async def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a command (returncode, stdout, stderr); killed when it times out or the caller is
+    cancelled (a stop signal must not wait for it)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def skill_checks(config_path: pathlib.Path, skills_dir: pathlib.Path, openclaw_bin: str | None) -> list[Check]:
     out: list[Check] = []
     try:
         config = load_config(config_path)
@@ -276,11 +295,9 @@ def skill_checks(config_path: pathlib.Path, skills_dir: pathlib.Path, openclaw_b
         return out
     if openclaw_bin:
         try:
-            r = subprocess.run(
-                [openclaw_bin, "skills", "list", "--json"], capture_output=True, text=True, timeout=120, check=False
-            )
-            listed = {s.get("name"): s for s in json.loads(r.stdout).get("skills", [])}
-        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            _, stdout, _ = await _run([openclaw_bin, "skills", "list", "--json"], 120)
+            listed = {s.get("name"): s for s in json.loads(stdout).get("skills", [])}
+        except (OSError, ValueError, TimeoutError) as exc:
             out.append(Check("skill visible", False, f"`{openclaw_bin} skills list --json` failed: {exc}"))
             return out
         s = listed.get("agentnet")
@@ -313,16 +330,19 @@ def skill_checks(config_path: pathlib.Path, skills_dir: pathlib.Path, openclaw_b
     # The gateway's environment, as a service has it: a minimal PATH plus what the skill entry injects.
     run_env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/"), **{k: str(v) for k, v in env.items()}}
     try:
-        r = subprocess.run(
-            [exe, "agents", "--json"], env=run_env, capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        out.append(Check("agentnet runs from the gateway", False, f"`{exe} agents` did not run: {exc}"))
+        code, _, stderr = await _run([exe, "agents", "--json"], 30, run_env)
+    except (OSError, TimeoutError) as exc:
+        out.append(Check("agentnet runs from the gateway", False, f"`{exe} agents` did not run: {exc or 'timed out'}"))
         return out
-    if r.returncode != 0:
-        line = (r.stderr.strip().splitlines() or ["no output"])[-1]
+    if code != 0:
+        line = (stderr.strip().splitlines() or ["no output"])[-1]
         out.append(
-            Check("agentnet runs from the gateway", False, f"`{exe} agents` with the skill's environment: {line}")
+            Check(
+                "agentnet runs from the gateway",
+                False,
+                f"`{exe} agents` with the skill's environment: {line}",
+                transient=code == EXIT_SERVER_UNAVAILABLE,
+            )
         )
     else:
         out.append(Check("agentnet runs from the gateway", True, f"`{exe} agents` works with the skill's environment"))

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -76,13 +77,46 @@ def task_fields(t: resources_pb2.Task) -> dict[str, Any]:
     }
 
 
-def mentions_explicitly(content: str, agent_id: str, display_name: str) -> bool:
-    """True when the text names the agent with @id or @display name (not only @all)."""
-    for name in {agent_id, display_name} - {""}:
-        pattern = r"@" + re.escape(name) + r"(?![\w.-])"
-        if re.search(pattern, content, re.IGNORECASE):
+ALL_WORDS = ("all", "everyone", "所有人", "全体成员")  # the server's words for "every member"
+_EMAIL_LEFT = re.compile(r"[A-Za-z0-9._%+\-]")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
+
+
+def _key(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def names_in_text(content: str, name: str) -> bool:
+    """True when the text has @name by the server's rules: not inside an e-mail address; a name
+    ending in an ASCII word character must not be followed by one ("@bob" is not in "@bobby"),
+    while any other character may follow ("@小邢请看", "@bee.")."""
+    if not name:
+        return False
+    text, key = _key(content), "@" + _key(name)
+    start = text.find(key)
+    while start >= 0:
+        end = start + len(key)
+        before_ok = start == 0 or not _EMAIL_LEFT.match(text[start - 1])
+        after_ok = not (_ASCII_WORD.match(key[-1]) and end < len(text) and _ASCII_WORD.match(text[end]))
+        if before_ok and after_ok:
             return True
+        start = text.find(key, start + 1)
     return False
+
+
+def mentions_explicitly(m: resources_pb2.Message, agent_id: str, display_name: str) -> bool:
+    """True when the message names the agent itself, not only @all.
+
+    In a group the server's resolved `mentions` are the truth (they follow its rules and include
+    the explicit mentions list); they hold every member when @all was used, so then the text must
+    also name the agent. A direct message carries no mentions: its text decides."""
+    named = any(names_in_text(m.content, n) for n in {agent_id, display_name} - {""})
+    if m.conversation.startswith("group:"):
+        if agent_id not in m.mentions:
+            return False
+        everyone = any(names_in_text(m.content, w) for w in ALL_WORDS)
+        return not everyone or named
+    return named
 
 
 @dataclasses.dataclass
@@ -140,6 +174,7 @@ def message_turn(
     """The input of a turn for mentions in a group or direct messages."""
     first, last = items[0], items[-1]
     conv = last.conv
+    hops = last.auto_hops + 1  # what the answer is; messages the agent sends itself carry it too
     me_line = directory.who(me, me)
     if conv.startswith("group:"):
         gid = conv.removeprefix("group:")
@@ -153,7 +188,7 @@ def message_turn(
         post = f"the group #{gid}"
         act = [
             f"`{agentnet} history {gid}` (older messages)",
-            f'`{agentnet} send {gid} "<text>"` (another message)',
+            f'`{agentnet} send {gid} "<text>" --auto-hops {hops}` (another message)',
             f'`{agentnet} task create "<title>" --assignee <agent> --group {gid}` (hand work to someone)',
         ]
     else:
@@ -163,6 +198,7 @@ def message_turn(
         post = f"this direct conversation with {directory.name(peer)}"
         act = [
             f"`{agentnet} history --dm {peer}` (older messages)",
+            f'`{agentnet} dm {peer} "<text>" --auto-hops {hops}` (another message)',
             f'`{agentnet} task create "<title>" --assignee <agent>` (hand work to someone)',
         ]
     triggers = {i.seq for i in items}
@@ -185,9 +221,13 @@ def message_turn(
     lines.append("")
     lines.append(
         f"Your answer is posted to {post} as {directory.name(me)}, as a reply to #{last.seq}. Answer in plain "
-        "text; answer with nothing at all to stay silent (for example when you did everything with commands)."
+        "text; to stay silent (for example when you did everything with commands) answer exactly NO_REPLY."
     )
     lines.append("Beyond answering you can use the agentnet skill: " + "; ".join(act) + ".")
+    lines.append(
+        f"Every message you send with the skill during this turn must carry `--auto-hops {hops}` (it marks it "
+        "as automatic, so assistants do not answer each other for ever)."
+    )
     return "\n".join(lines)
 
 
@@ -231,13 +271,17 @@ def task_turn(items: Sequence[Item], me: str, directory: Directory, agentnet: st
     if t.get("status") in TERMINAL:
         lines.append(
             f"Task {tid} is closed, so your answer is not posted anywhere: if something needs doing, do it with "
-            f'the skill\'s commands (for example `{agentnet} send <group> "<text>"`).'
+            f'the skill\'s commands (for example `{agentnet} send <group> "<text>" --auto-hops 1`).'
         )
     else:
         lines.append(
             f"Your answer is added to task {tid} as a note from {directory.name(me)}. Answer in plain text; "
-            "answer with nothing at all to stay silent."
+            "to stay silent answer exactly NO_REPLY."
         )
+    lines.append(
+        "Every message you send with the skill during this turn must carry `--auto-hops 1` (it marks it as "
+        "automatic, so assistants do not answer each other for ever)."
+    )
     return "\n".join(lines)
 
 
