@@ -26,6 +26,7 @@ from aiohttp import web
 
 from agentnet.v1 import resources_pb2
 from agentnet_client import Client
+from agentnet_client.cli import parser
 from agentnet_client.openclaw.bridge import START_GRACE, TRUNCATED, clip_utf8
 from agentnet_client.openclaw.gateway import EMPTY_PLACEHOLDER, reply_text
 from agentnet_client.openclaw.turns import Directory, Item, mentions_explicitly, message_turn
@@ -211,6 +212,16 @@ async def wait_online(watcher: Client, agent: str) -> None:
     await until(lambda: watcher.session is not None and watcher.session.presence.get(agent) is True, timeout=30)
 
 
+def bridge_up(clients: Clients, device: str, agent: str) -> bool:
+    """The bridge has created its records (it has its signal handlers by then). Presence alone
+    does not say so: the agent's just-closed test client may still count as online."""
+    path = cache_db(clients, device, agent)
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bridge_item'").fetchone() is not None
+
+
 async def messages_by(c: Client, agent: str, **where: str) -> list[resources_pb2.Message]:
     return [m for m in await c.history(**where) if m.sender == agent]
 
@@ -388,6 +399,7 @@ async def test_outage_keeps_order_once_each_and_signals_stop_fast(clients: Clien
     proc = start_bridge(clients, "xiaoxing-mac", "xiao2", gw.url, *FAST)
     try:
         await wait_online(lao, "xiao2")
+        await until(lambda: bridge_up(clients, "xiaoxing-mac", "xiao2"), timeout=30)
         port = gw.port
         await gw.stop()  # connection refused from now on
         asks = [await lao.send(f"@xiao2 question {i}", group_id="ops") for i in range(3)]
@@ -449,6 +461,9 @@ async def test_start_checks_refuse_with_one_line(clients: Clients) -> None:
         )
 
     try:
+        with contextlib.suppress(SystemExit):  # argparse refuses it (exit 2) before anything runs
+            parser().parse_args(["bridge", "--rate-per-minute", "0"])
+            raise AssertionError("--rate-per-minute 0 accepted")
         wrong = await run("--gateway-url", gw.url, token="wrong-token")
         assert wrong.returncode == 78, wrong.stderr
         [line] = wrong.stderr.strip().splitlines()
@@ -679,8 +694,6 @@ def test_service_files_for_the_bridge(tmp_path: pathlib.Path) -> None:
     import plistlib
     import re
     import shutil
-
-    from agentnet_client.cli import parser
 
     root = pathlib.Path(__file__).resolve().parent.parent / "contrib" / "openclaw"
     unit = (root / "agentnet-bridge.service").read_text()
