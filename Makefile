@@ -8,6 +8,8 @@ DEVICE ?=
 HOST ?=
 FORCE ?=
 PYTEST_ARGS ?=
+# Test processes: one per core (at most 4); TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
@@ -45,7 +47,7 @@ proto-check: $(STAMP) ## Fail when generated/ is stale
 	$(BIN)/python scripts/genproto.py --check generated
 
 test: $(STAMP) proto-check ## Set up and run the test suite (real server, real TLS, real stores)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check agentnet_server agentnet_client agentnet_bench tests scripts

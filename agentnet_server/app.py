@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import message_factory
@@ -24,7 +24,7 @@ from .domain.inbox import Inbox, ReadResult
 from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
-from .health import HealthServer, Readiness
+from .health import Readiness
 from .live.hub import Hub, PresenceChange
 from .metrics import Metrics
 from .records import now_us
@@ -35,6 +35,9 @@ from .startup import StartupError, database_problem, listen_problem
 from .store import ops
 from .store.db import Database
 from .tlsreload import ServerTls
+
+if TYPE_CHECKING:
+    from .rest.health import HealthServer
 
 log = logging.getLogger("agentnet.server")
 
@@ -332,6 +335,8 @@ class App:
         addr = self.settings.health_addr.strip()
         if not addr or addr.lower() == "off":
             return None
+        from .rest.health import HealthServer  # aiohttp is loaded only when an HTTP port is on
+
         server = HealthServer(self.readiness, self.metrics.render)
         try:
             port = await server.start(addr)

@@ -169,9 +169,17 @@ class Settings:
             raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.sqlite_synchronous!r}")
         from .startup import split_addr
 
-        split_addr(self.grpc_addr)
-        if self.http_addr.strip() and self.http_addr.strip().lower() != "off":
-            split_addr(self.http_addr)
+        for name, addr in (
+            ("grpc_addr", self.grpc_addr),
+            ("http_addr", self.http_addr),
+            ("health_addr", self.health_addr),
+        ):
+            if name != "grpc_addr" and (not addr.strip() or addr.strip().lower() == "off"):
+                continue
+            try:
+                split_addr(addr)
+            except ValueError as exc:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}): {exc}") from None
         if not (self.db.startswith("sqlite:") or self.db.startswith(("postgresql:", "postgres:"))):
             raise ValueError(f"db must be sqlite:///path or postgresql://..., got {self.db!r}")
 

@@ -1,4 +1,4 @@
-"""Whether this replica may serve, and the plain-HTTP port that says so.
+"""Whether this replica may serve.
 
 `Readiness` follows the store: when any store connection is found dead the replica stops
 serving (gRPC health NOT_SERVING, /readyz 503, new sessions refused with UNAVAILABLE), waits
@@ -7,19 +7,15 @@ until a read and a write get through and the change listener listens again, resy
 store), and only then serves again. A store that stays unreachable longer than the outage
 grace gets the live sessions closed with UNAVAILABLE, so their clients go to another replica.
 
-`HealthServer` answers /healthz (the process is alive), /readyz (ready to serve) and /metrics
-(Prometheus) on a plain-HTTP address, without client certificates and without any data.
+The plain-HTTP port that reports it (/healthz, /readyz, /metrics) is rest/health.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-
-from aiohttp import web
 
 log = logging.getLogger("agentnet.health")
 
@@ -134,58 +130,3 @@ class Readiness:
                 await self._task
             except asyncio.CancelledError:
                 pass
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"a health address must be host:port or 'off', got {addr!r}")
-    return host.strip("[]"), int(port)
-
-
-class HealthServer:
-    """/healthz, /readyz and /metrics over plain HTTP (no client certificate, no data)."""
-
-    def __init__(self, readiness: Readiness, metrics: Callable[[], tuple[bytes, str]]) -> None:
-        self.readiness = readiness
-        self.metrics = metrics
-        self.runner: web.AppRunner | None = None
-        self.started = time.monotonic()
-
-    async def start(self, addr: str) -> int:
-        host, port = split_addr(addr)
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        self.runner = runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=False)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        bound = int(runner.addresses[0][1])
-        log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, bound)
-        return bound
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        r = self.readiness
-        if r.ready:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"not ready: {r.reason}\n")
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        body, content_type = self.metrics()
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = content_type
-        return resp

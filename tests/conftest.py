@@ -110,7 +110,7 @@ def _db_url(tmp: pathlib.Path) -> str:
 
 
 class ServerPool:
-    """Fresh default servers (a new SQLite file, default flags), each started one test ahead: the
+    """Fresh default servers (a new SQLite file, default flags, no health port), each started one test ahead: the
     next test's server boots while the current test runs, so a test still gets a server of its
     own but rarely waits for one. Stopped servers are reaped in the background."""
 
@@ -125,7 +125,9 @@ class ServerPool:
         workdir = self.root / f"srv{self.count}"
         self.count += 1
         workdir.mkdir()
-        srv = ServerProc(self.certs, _db_url(workdir), workdir)
+        # The plain-HTTP health port is off: no test of a pooled server reads it (its own tests
+        # start servers with it on), and without it the server does not load the HTTP stack.
+        srv = ServerProc(self.certs, _db_url(workdir), workdir, health_addr="off")
         srv.spawn()
         return srv
 

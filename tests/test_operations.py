@@ -14,6 +14,9 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from typing import Any
 
 from cryptography import x509
 
@@ -196,3 +199,31 @@ async def test_backup_under_load_restores_every_acknowledged_message(
     assert got[: len(before)] == before
     assert [seq for seq, _ in got] == list(range(1, len(got) + 1))  # gap-free
     assert set(got) <= set(acked)
+
+
+async def test_health_port_answers_liveness_readiness_and_metrics(
+    make_server: Any, certs: pki.CertsDir, tmp_path: pathlib.Path
+) -> None:
+    """The plain-HTTP health port (on by default): /healthz, /readyz and Prometheus /metrics that
+    count a live session, no client certificate needed, and 404 for anything else."""
+    srv = make_server()
+    assert srv.health_port
+
+    def get(path: str) -> tuple[int, str, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.health_port}{path}", timeout=10) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, "", exc.read().decode()
+
+    assert get("/healthz")[::2] == (200, "ok\n")
+    assert get("/readyz")[::2] == (200, "ready\n")
+    live = Clients(certs, srv, tmp_path)
+    try:
+        await live.live("laoxing-vps", "laoxing")
+        status, ctype, text = await asyncio.to_thread(get, "/metrics")
+        assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
+        assert "\nagentnet_sessions 1" in "\n" + text, text[:2000]
+    finally:
+        await live.close_all()
+    assert get("/messages")[0] == 404

@@ -42,12 +42,12 @@ from agentnet.v1 import events_pb2, resources_pb2
 from ..client import Client
 from ..errors import AgentnetError
 from ..session import State
-from .gateway import Gateway, GatewayConfig, GatewayError, GatewayUnavailable
+from .gateway import Gateway, GatewayError, GatewayUnavailable
+from .options import KINDS, BridgeOptions, GatewayConfig
 from .turns import TERMINAL, Directory, Item, mentions_explicitly, message_turn, session_key, task_fields, task_turn
 
 log = logging.getLogger("agentnet.bridge")
 
-KINDS = ("mention", "dm", "task")
 MAX_CONTENT_BYTES = 65_536  # the server's default content limit (UTF-8 bytes) when it announces none
 MAX_NOTE_BYTES = 16_000
 TRUNCATED = "…(truncated)"
@@ -69,20 +69,6 @@ CREATE TABLE IF NOT EXISTS bridge_session (session TEXT PRIMARY KEY, seen_seq IN
 
 class BridgeError(Exception):
     """A configuration problem the bridge cannot retry its way out of (e.g. a wrong token)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class BridgeOptions:
-    kinds: frozenset[str] = frozenset(KINDS)
-    max_hops: int = 3  # automatic hops a chain may reach
-    parallel: int = 4  # turns at a time across conversations
-    rate_per_minute: float = 6.0  # turns per conversation, sustained
-    burst: int = 3  # turns per conversation without waiting
-    batch_max: int = 20  # items in one turn
-    agentnet: str = "agentnet"  # the command the agent runs (absolute path after setup)
-    session_key_prefix: str = ""  # hook mode: sessionKey prefix (needs hooks.allowRequestSessionKey)
-    deliver: bool = False  # hook mode: let OpenClaw deliver the agent's reply to its channel
-    retry_cap: float = 30.0  # longest pause between retries, seconds
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..argtypes import positive_float, positive_int
 from ..errors import AgentnetError
-from .gateway import DEFAULT_URL, GatewayConfig
+from .options import DEFAULT_URL, KINDS, BridgeOptions, GatewayConfig
 
 # Exit codes of `agentnet bridge` a supervisor can act on (systemd: RestartPreventExitStatus=78).
 EXIT_CONFIG = 78  # EX_CONFIG: wrong token, endpoint disabled, unknown agent... restarting cannot help
@@ -64,7 +64,7 @@ def _gateway_config(ns: argparse.Namespace, mode: str) -> GatewayConfig:
 async def cmd_bridge(ns: argparse.Namespace) -> int:
     from ..client import Client
     from ..device import DeviceError
-    from .bridge import KINDS, Bridge, BridgeError, BridgeOptions
+    from .bridge import Bridge, BridgeError
     from .setup import agentnet_executable, certificate_check
 
     _load_env_file(ns.env_file)
@@ -308,8 +308,6 @@ def _gateway_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(add: Any) -> None:
-    from .bridge import BridgeOptions
-
     d = BridgeOptions()
     p = add(
         "bridge",

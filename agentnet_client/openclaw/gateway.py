@@ -19,8 +19,7 @@ from typing import Any
 
 import aiohttp
 
-DEFAULT_URL = "http://127.0.0.1:18789"
-ENDPOINTS = ("responses", "chat", "hook")
+from .options import DEFAULT_URL, ENDPOINTS, GatewayConfig
 
 
 class GatewayError(Exception):
@@ -43,24 +42,6 @@ class GatewayUnavailable(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.ran = ran
-
-
-@dataclasses.dataclass(frozen=True)
-class GatewayConfig:
-    url: str = DEFAULT_URL  # the gateway's base URL (http://host:port)
-    token: str = ""
-    agent: str = "main"  # the OpenClaw agent id
-    endpoint: str = "responses"  # responses | chat | hook
-    timeout: float = 600.0  # one agent turn, seconds
-    hook_path: str = "/hooks/agent"
-
-    @property
-    def base(self) -> str:
-        return self.url.rstrip("/")
-
-    @property
-    def model(self) -> str:
-        return f"openclaw:{self.agent}"
 
 
 def _error_text(body: str) -> str:

@@ -22,18 +22,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 from .. import auth, pki
 from ..errors import AgentnetError
 from ..guard import Guard, GuardedListener, Limits, listen
+from ..startup import split_addr
 from .errors import HttpError, bad_request, error_response, json_response, method_not_allowed
 from .sse import EVENTS_PATH, EventStream
 from .transcoder import OPENAPI_PATH, Transcoder
 
 log = logging.getLogger("agentnet.gateway")
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"REST address {addr!r} is not host:port")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def ssl_context(certs: pki.CertsDir) -> ssl.SSLContext:
