@@ -43,7 +43,7 @@ from ..client import Client
 from ..errors import AgentnetError
 from ..session import State
 from .gateway import Gateway, GatewayError, GatewayUnavailable
-from .options import KINDS, BridgeOptions, GatewayConfig
+from .options import BridgeOptions, GatewayConfig
 from .turns import TERMINAL, Directory, Item, mentions_explicitly, message_turn, session_key, task_fields, task_turn
 
 log = logging.getLogger("agentnet.bridge")

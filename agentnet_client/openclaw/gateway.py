@@ -12,14 +12,13 @@ per session and retries 5xx answers.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import urllib.parse
 from typing import Any
 
 import aiohttp
 
-from .options import DEFAULT_URL, ENDPOINTS, GatewayConfig
+from .options import GatewayConfig
 
 
 class GatewayError(Exception):

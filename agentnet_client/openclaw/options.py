@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 DEFAULT_URL = "http://127.0.0.1:18789"
-ENDPOINTS = ("responses", "chat", "hook")
 KINDS = ("mention", "dm", "task")
 
 

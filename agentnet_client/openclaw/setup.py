@@ -18,7 +18,8 @@ import sys
 from typing import Any
 
 from ..device import DeviceError, load_device
-from .gateway import Gateway, GatewayConfig
+from .gateway import Gateway
+from .options import GatewayConfig
 
 SKILL_SRC = pathlib.Path(__file__).resolve().parent.parent / "skill" / "SKILL.md"
 NEAR_EXPIRY_DAYS = 14
