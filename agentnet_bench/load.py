@@ -556,7 +556,11 @@ class Worker:
         for t in senders:
             if not t.done():
                 t.cancel()
-        await asyncio.gather(*senders, return_exceptions=True)
+        for res in await asyncio.gather(*senders, return_exceptions=True):
+            # A sender that failed (not one cancelled at the stall) is an error of the run, reported.
+            if isinstance(res, Exception):
+                self.errors += 1
+                self.last_error = f"sender failed: {type(res).__name__}: {res}"[:300]
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
         lost = 0
         for s in sessions:
