@@ -25,7 +25,7 @@ from .domain.limits import Limiter
 from .domain.network import Network
 from .domain.tasks import Tasks
 from .health import Readiness
-from .live.hub import Hub, PresenceChange
+from .live.hub import Event, Hub, PresenceChange
 from .metrics import Metrics
 from .records import now_us
 from .rpc import status
@@ -468,8 +468,7 @@ class App:
 
     def _on_read(self, agent_id: str, result: ReadResult) -> None:
         """Read markers apply to the agent: tell all its sessions (its other devices too)."""
-        data = events_pb2.ServerEvent(read_markers=read_markers_event(result)).SerializeToString()
-        self.hub.send_control((agent_id,), data)
+        self.hub.send_control((agent_id,), Event(events_pb2.ServerEvent(read_markers=read_markers_event(result))))
 
     def _broadcast_presence(self, changes: list[PresenceChange], local: list[PresenceChange]) -> None:
         if changes:

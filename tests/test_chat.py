@@ -250,6 +250,9 @@ def test_agent_list_wire_parts_equal_protobuf_serialization() -> None:
     assert events_pb2.ServerEvent.FromString(encode.agent_list_event([])) == events_pb2.ServerEvent(
         agent_list=events_pb2.AgentList()
     )
+    # The event built from the same cached entries has the message form too, made from the records.
+    ev = encode.AgentListEvent([(a, o, encode.agent_entry(a, o)) for a, o in zip(recs, online, strict=True)])
+    assert ev.data == built and ev.message() == want
 
 
 async def test_large_network_presence_and_roster_reach_related_agents_only(

@@ -536,6 +536,59 @@ def test_sse_resumes_from_last_event_id(rest: Rest) -> None:
     assert rest.call("xiaojin-mini", "POST", "/api/events").status == 405
 
 
+def test_sse_frames_are_made_from_messages_as_from_the_serialized_events() -> None:
+    """The event stream renders each ServerEvent from its message (never parsing what the server
+    serialized), byte for byte as from the serialized event, once per shared envelope or event."""
+    from agentnet.v1 import events_pb2
+    from agentnet_server.errors import ResourceExhausted
+    from agentnet_server.live import encode
+    from agentnet_server.live.format import PROTOBUF
+    from agentnet_server.live.hub import FEED, MESSAGE, Envelope, Event, PresenceChange
+    from agentnet_server.records import AgentRec, FeedKind, FeedRec, MessageRec, TaskChangeRec, TaskRec, TaskStatus
+    from agentnet_server.rest.sse import SseFormat, sse_frame
+
+    inbox = "inbox:xiaoxing"
+    t0 = 1_700_000_000_000_000
+    msg = MessageRec(
+        "group:dev-team", 7, "laoxing", "laoxing-vps", "c-1", "你好 @xiaoxing", '{"k": [1, "二"]}', t0, ("xiaoxing",)
+    )
+    item = FeedRec("xiaoxing", 3, FeedKind.MENTION, "group:dev-team", 7, "", 0, "laoxing", "你好", True, False, t0)
+    task = TaskRec("t1", "title", "", "laoxing", "xiaoxing", "dev-team", 2, None, TaskStatus.PENDING, 1, "", t0, t0)
+    change = TaskChangeRec("t1", 1, "laoxing", 0, 1, "", "xiaoxing", "note", t0)
+    assigned = dataclasses.replace(item, seq=4, kind=FeedKind.TASK_ASSIGNED, task_id="t1", task_version=1)
+    envelopes = [
+        Envelope(MESSAGE, msg.conversation, msg.seq, msg),
+        Envelope(FEED, inbox, item.seq, (item, msg)),
+        Envelope(FEED, inbox, assigned.seq, (assigned, (task, change))),
+    ]
+    for env in envelopes:
+        got = SseFormat(inbox).envelope(env)
+        want = sse_frame(events_pb2.ServerEvent.FromString(encode.encode(env)), inbox)
+        assert (got.data, got.cursor) == want and got.error is None
+        assert SseFormat("inbox:other").envelope(env) is got  # made once for every recipient
+
+    agent = AgentRec("xiaoxing", "小星", "dev", "", "xiaoxing-mac", ("xiaoxing-mac",), t0, None)
+    events = [
+        Event(events_pb2.ServerEvent(caught_up=events_pb2.CaughtUp(replayed=2))),
+        Event(events_pb2.ServerEvent(history_gap=events_pb2.HistoryGap(conversation=inbox, from_seq=1, to_seq=5))),
+        encode.presence([PresenceChange("xiaoxing", True, t0)], {"xiaoxing": "小星"}, snapshot=True),
+        encode.AgentListEvent([(agent, True, encode.agent_entry(agent, True))]),
+        Event(encode.error_event(ResourceExhausted("too many", reason="TOO_MANY_SESSIONS"), fatal=True)),
+    ]
+    for ev in events:
+        data = PROTOBUF.event(ev)
+        assert PROTOBUF.event(ev) is data  # serialized once for every session it goes to
+        parsed = events_pb2.ServerEvent.FromString(data)
+        assert ev.message() == parsed
+        got = SseFormat(inbox).event(ev)
+        assert (got.data, got.cursor) == sse_frame(parsed, inbox)
+        assert got.error == (parsed.error if parsed.HasField("error") else None)
+        assert SseFormat(inbox).event(ev) is got
+    assert got.error is not None and got.error.reason == "TOO_MANY_SESSIONS"
+    ack = SseFormat(inbox).event(Event(events_pb2.ServerEvent(heartbeat_ack=events_pb2.HeartbeatAck())))
+    assert ack.data == b"" and ack.cursor is None  # the stream answers its own heartbeats
+
+
 # -- the transcoder is generic ------------------------------------------------------------------
 
 DEMO_PROTO = """

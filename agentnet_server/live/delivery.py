@@ -6,9 +6,10 @@ gap-free and duplicate-free: a duplicate is skipped, a gap is filled from the st
 on, history deleted by retention is announced with `history_gap`, and a session whose bounded
 queue overflowed drops it and catches up from the store (docs/architecture.md, "Delivery").
 
-The engine knows no transport: `frames()` is an async iterator of serialized ServerEvents that an
-adapter writes out (the gRPC Session stream, or the REST event stream as Server-Sent Events).
-Pulling keeps the transport's flow control: the next frame is produced when the last was taken.
+The engine knows no transport: `frames()` is an async iterator of frames made by the session's
+output format (format.py: the serialized ServerEvent for the gRPC Session stream, an SSE frame
+for the REST event stream), which an adapter writes out. Pulling keeps the transport's flow
+control: the next frame is produced when the last was taken.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
 
 from agentnet.v1 import events_pb2, resources_pb2
 
@@ -23,35 +25,40 @@ from ..domain.network import Network
 from ..errors import AgentnetError
 from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX
 from . import encode
-from .hub import Envelope, Session
+from .format import Format
+from .hub import Envelope, Event, Session
 from .roster import Roster
 
 log = logging.getLogger("agentnet.session")
 
 REPLAY_PAGE = 500
 
+T = TypeVar("T")
 
-class Delivery:
-    """The writer side of one session. The reader side sets `registered` and `heads` when the
-    session registers; until then only replies go out."""
 
-    def __init__(self, s: Session, net: Network, roster: Roster, register_timeout: float) -> None:
+class Delivery(Generic[T]):
+    """The writer side of one session, yielding what `fmt` makes of each event. The reader side
+    sets `registered` and `heads` when the session registers; until then only replies go out."""
+
+    def __init__(self, s: Session, net: Network, roster: Roster, register_timeout: float, fmt: Format[T]) -> None:
         self.s = s
         self.net = net
         self.roster = roster
         self.register_timeout = register_timeout
+        self.fmt = fmt
         self.registered = False
         self.replayed = 0
         self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncIterator[T]:
         """Replies until registered, then replay, caught_up, live; last, when the session closes
         with an error, a fatal Error event (the adapter then ends its stream with that status)."""
         s = self.s
+        event = self.fmt.event
         deadline = asyncio.get_running_loop().time() + self.register_timeout
         while not self.registered:
             while s.control:
-                yield s.control.popleft()
+                yield event(s.control.popleft())
             if s.closing is not None or self.registered:
                 break
             s.wake.clear()
@@ -70,30 +77,31 @@ class Delivery:
         if s.closing is None:
             async for data in self._replay():
                 yield data
-            yield events_pb2.ServerEvent(
-                caught_up=events_pb2.CaughtUp(
-                    heads=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in s.cursors.items() if v is not None],
-                    replayed=self.replayed,
-                )
-            ).SerializeToString()
+            caught_up = events_pb2.CaughtUp(
+                heads=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in s.cursors.items() if v is not None],
+                replayed=self.replayed,
+            )
+            yield event(Event(events_pb2.ServerEvent(caught_up=caught_up)))
             async for data in self._live():
                 yield data
         while s.control:
-            yield s.control.popleft()
+            yield event(s.control.popleft())
         close = s.closing
         if close is not None and close.status != "OK":
             exc = AgentnetError(close.message, close.reason)
             exc.status = close.status
-            yield encode.error_event(exc, fatal=True).SerializeToString()
+            yield event(Event(encode.error_event(exc, fatal=True)))
 
-    async def _live(self) -> AsyncIterator[bytes]:
+    async def _live(self) -> AsyncIterator[T]:
         s = self.s
         cursors = s.cursors
+        envelope = self.fmt.envelope
+        event = self.fmt.event
         while True:
             if s.control:
                 # One reply, then one delivery: neither a busy sender's acks nor a fan-out
                 # storm starves the other.
-                yield s.control.popleft()
+                yield event(s.control.popleft())
             if s.closing is not None:
                 return
             if s.lagging:
@@ -102,7 +110,7 @@ class Delivery:
                 continue
             if s.presence_stale:
                 s.presence_stale = False
-                yield self.roster.presence_snapshot()
+                yield event(self.roster.presence_snapshot())
                 continue
             if s.queue:
                 env = s.queue.popleft()
@@ -111,7 +119,7 @@ class Delivery:
                     # The common case, without a generator per delivery. The cursor moves first:
                     # the client may ack this event before the write returns.
                     cursors[env.conv] = env.seq
-                    yield encode.encode(env)
+                    yield envelope(env)
                 else:
                     async for data in self._deliver(env):
                         yield data
@@ -121,7 +129,7 @@ class Delivery:
             s.wake.clear()
             await s.wake.wait()
 
-    async def _deliver(self, env: Envelope) -> AsyncIterator[bytes]:
+    async def _deliver(self, env: Envelope) -> AsyncIterator[T]:
         cursors = self.s.cursors
         cur = cursors.get(env.conv, -1)
         if cur is None:
@@ -141,7 +149,7 @@ class Delivery:
             if cur is None or env.seq <= cur:
                 return
         cursors[env.conv] = env.seq
-        yield encode.encode(env)
+        yield self.fmt.envelope(env)
 
     async def _adopt(self, conv: str) -> bool:
         """Start a cursor for a conversation this stream has not seen: a new direct-message pair
@@ -154,9 +162,10 @@ class Delivery:
         cursors.setdefault(conv, joined)
         return cursors[conv] is not None
 
-    async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[bytes]:
+    async def _catch_up(self, conv: str, upto: int | None = None) -> AsyncIterator[T]:
         """Deliver from the store after this stream's cursor, until the store has no more (or upto)."""
         s = self.s
+        envelope = self.fmt.envelope
         while True:
             cur = s.cursors.get(conv)
             if cur is None or (upto is not None and cur >= upto):
@@ -184,32 +193,30 @@ class Delivery:
                         return
                 s.cursors[conv] = cur = env.seq
                 self.replayed += 1
-                yield encode.encode(env)
+                yield envelope(env)
                 if s.cursors.get(conv) != cur:
                     return
             while s.control:
-                yield s.control.popleft()
+                yield self.fmt.event(s.control.popleft())
             if not full_page:
                 return
 
-    def _gap(self, conv: str, first: int, last: int) -> bytes:
+    def _gap(self, conv: str, first: int, last: int) -> T:
         """History this stream can no longer deliver (deleted by retention): tell the client and
         move the cursor past it, so nothing is skipped silently."""
         self.s.cursors[conv] = last
         log.info("session %s (%s): %s #%d-#%d no longer stored", self.s.id, self.s.agent_id, conv, first, last)
-        data: bytes = events_pb2.ServerEvent(
-            history_gap=events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
-        ).SerializeToString()
-        return data
+        gap = events_pb2.HistoryGap(conversation=conv, from_seq=first, to_seq=last)
+        return self.fmt.event(Event(events_pb2.ServerEvent(history_gap=gap)))
 
-    async def _replay(self) -> AsyncIterator[bytes]:
+    async def _replay(self) -> AsyncIterator[T]:
         while self.s.control:
-            yield self.s.control.popleft()
+            yield self.fmt.event(self.s.control.popleft())
         for conv in list(self.s.cursors):
             async for data in self._catch_up_past(conv, self.heads.get(conv, 0)):
                 yield data
 
-    async def _catch_up_past(self, conv: str, known: int) -> AsyncIterator[bytes]:
+    async def _catch_up_past(self, conv: str, known: int) -> AsyncIterator[T]:
         """Catch up from the store. `known` is a seq that was committed (a head, or a delivery
         that was dropped): if the store ends before it, the rest was deleted: a gap."""
         async for data in self._catch_up(conv):
@@ -219,7 +226,7 @@ class Delivery:
             async for data in self._catch_up(conv, known):
                 yield data
 
-    async def _recover(self) -> AsyncIterator[bytes]:
+    async def _recover(self) -> AsyncIterator[T]:
         """The queue overflowed, or the replica resynchronised with the store: drop the queue and
         catch up from the store, then go live again."""
         s = self.s

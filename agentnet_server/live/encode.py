@@ -1,7 +1,9 @@
 """Records -> protobuf: the ServerEvents and resources every adapter sends (gRPC, REST, SSE).
 
 Pure protobuf, no transport. Sequenced envelopes are serialized once and the bytes shared by
-every recipient; the agent list is assembled from cached per-agent entries."""
+every recipient (`encode`); the agent list is assembled in serialized form from cached
+per-agent entries, and its message form is built only for a format that needs it
+(`AgentListEvent`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from agentnet.v1 import events_pb2, resources_pb2
 
 from ..errors import AgentnetError
 from ..records import AgentRec, FeedKind, FeedRec, GroupRec, MemberRec, MessageRec, TaskChangeRec, TaskRec
-from .hub import FEED, MESSAGE, Envelope, PresenceChange
+from .hub import FEED, MESSAGE, Envelope, Event, PresenceChange
 
 
 def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
@@ -53,6 +55,25 @@ def agent_list_event(entries: list[bytes]) -> bytes:
 def agent_entry(a: AgentRec, online: bool) -> bytes:
     """One `agents` entry of an AgentList, serialized."""
     return length_delimited(AGENTS_FIELD, agent(a, online).SerializeToString())
+
+
+class AgentListEvent(Event):
+    """ServerEvent{agent_list}, serialized from per-agent entries made by agent_entry (cached by
+    the roster, so a reconnect storm does not serialize the same agents thousands of times). The
+    message form, for a format that renders from messages, is built from the same records only
+    when asked for, never parsed back from the bytes."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: list[tuple[AgentRec, bool, bytes]]) -> None:
+        """`entries`: (record, online, agent_entry(record, online)) of each agent, in order."""
+        super().__init__(data=agent_list_event([e[2] for e in entries]))
+        self.entries = entries
+
+    def build(self) -> events_pb2.ServerEvent:
+        return events_pb2.ServerEvent(
+            agent_list=events_pb2.AgentList(agents=[agent(a, online) for a, online, _ in self.entries])
+        )
 
 
 def agent(a: AgentRec, online: bool) -> resources_pb2.Agent:
@@ -189,37 +210,42 @@ def feed_event(item: FeedRec, ref: Any) -> events_pb2.ServerEvent:
     return events_pb2.ServerEvent(task_updated=tev)
 
 
+def envelope_event(env: Envelope) -> events_pb2.ServerEvent:
+    """The ServerEvent of an envelope (a message, or an inbox item with what it refers to)."""
+    if env.kind == MESSAGE:
+        return events_pb2.ServerEvent(message=message(env.rec))
+    if env.kind == FEED:
+        item, ref = env.rec
+        return feed_event(item, ref)
+    raise ValueError(f"unknown envelope kind {env.kind!r}")
+
+
 def encode(env: Envelope) -> bytes:
     """Serialized ServerEvent for an envelope; computed once and shared by every recipient."""
     data = env.data
     if data is None:
-        if env.kind == MESSAGE:
-            data = events_pb2.ServerEvent(message=message(env.rec)).SerializeToString()
-        elif env.kind == FEED:
-            item, ref = env.rec
-            data = feed_event(item, ref).SerializeToString()
-        else:
-            raise ValueError(f"unknown envelope kind {env.kind!r}")
-        env.data = data
+        data = env.data = envelope_event(env).SerializeToString()
     return data
 
 
-def presence(changes: list[PresenceChange], names: dict[str, str], snapshot: bool = False) -> bytes:
-    data: bytes = events_pb2.ServerEvent(
-        presence=events_pb2.PresenceUpdate(
-            agents=[
-                events_pb2.AgentPresence(
-                    agent_id=c.agent_id,
-                    display_name=names.get(c.agent_id, ""),
-                    online=c.online,
-                    last_seen_time=ts(c.last_seen),
-                )
-                for c in changes
-            ],
-            snapshot=snapshot,
+def presence(changes: list[PresenceChange], names: dict[str, str], snapshot: bool = False) -> Event:
+    """A presence update (or snapshot) as one Event, to be shared by every session it goes to."""
+    return Event(
+        events_pb2.ServerEvent(
+            presence=events_pb2.PresenceUpdate(
+                agents=[
+                    events_pb2.AgentPresence(
+                        agent_id=c.agent_id,
+                        display_name=names.get(c.agent_id, ""),
+                        online=c.online,
+                        last_seen_time=ts(c.last_seen),
+                    )
+                    for c in changes
+                ],
+                snapshot=snapshot,
+            )
         )
-    ).SerializeToString()
-    return data
+    )
 
 
 def duration(seconds: float) -> duration_pb2.Duration:

@@ -16,7 +16,10 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentnet.v1 import events_pb2
 
 log = logging.getLogger("agentnet.hub")
 
@@ -26,9 +29,12 @@ FEED = "feed"
 
 
 class Envelope:
-    """One sequenced event for many recipients; `data` is filled once by the encoder."""
+    """One sequenced event (a message, or an inbox item) for many recipients. Each output format
+    (live/format.py) renders it once and caches the result here for every other recipient:
+    `data` holds the serialized ServerEvent (encode.encode), `text` a second format's rendering
+    (the REST event stream's SSE frame)."""
 
-    __slots__ = ("conv", "data", "kind", "rec", "seq")
+    __slots__ = ("conv", "data", "kind", "rec", "seq", "text")
 
     def __init__(self, kind: str, conv: str, seq: int, rec: Any) -> None:
         self.kind = kind
@@ -36,6 +42,35 @@ class Envelope:
         self.seq = seq
         self.rec = rec
         self.data: bytes | None = None
+        self.text: Any = None
+
+
+class Event:
+    """One unsequenced ServerEvent: a reply to one session, or shared by many (presence, read
+    markers, the agent list). Like an Envelope it caches what each output format made of it, so
+    a broadcast to N sessions is serialized once (`data`), and rendered once by a second format
+    (`text`), not N times.
+
+    `message()` is the ServerEvent. An event assembled directly in serialized form (the agent
+    list, from cached per-agent entries) fills `data` and builds the message only if a format
+    asks for it (`build`)."""
+
+    __slots__ = ("_message", "data", "text")
+
+    def __init__(self, message: events_pb2.ServerEvent | None = None, data: bytes | None = None) -> None:
+        self._message = message
+        self.data = data
+        self.text: Any = None
+
+    def message(self) -> events_pb2.ServerEvent:
+        m = self._message
+        if m is None:
+            m = self._message = self.build()
+        return m
+
+    def build(self) -> events_pb2.ServerEvent:
+        """The message of an event made without one (see encode.AgentListEvent)."""
+        raise TypeError(f"{type(self).__name__} has no message")
 
 
 @dataclasses.dataclass
@@ -60,9 +95,10 @@ class Session:
         self.fingerprint = fingerprint
         self.queue: collections.deque[Envelope] = collections.deque()
         self.queue_limit = queue_limit
-        # Replies and unsequenced events (presence, read markers). Bounded separately: a client
-        # that never reads its replies is closed rather than allowed to grow this without end.
-        self.control: collections.deque[bytes] = collections.deque()
+        # Replies and unsequenced events (presence, read markers, the agent list). Bounded
+        # separately: a client that never reads its replies is closed rather than allowed to grow
+        # this without end.
+        self.control: collections.deque[Event] = collections.deque()
         self.control_limit = control_limit
         self.lagging = False
         self.presence_stale = False
@@ -90,7 +126,7 @@ class Session:
         self.queue.append(env)
         self.wake.set()
 
-    def push_control(self, data: bytes) -> None:
+    def push_control(self, ev: Event) -> None:
         if self.closing is not None:
             return
         if len(self.control) >= self.control_limit:
@@ -98,10 +134,10 @@ class Session:
                 "RESOURCE_EXHAUSTED", "the client is not reading its stream; reconnect and resume", "NOT_READING"
             )
             return
-        self.control.append(data)
+        self.control.append(ev)
         self.wake.set()
 
-    def push_presence(self, data: bytes) -> None:
+    def push_presence(self, ev: Event) -> None:
         """Presence is droppable: a lagging session gets a fresh snapshot when it catches up."""
         if self.closing is not None:
             return
@@ -109,7 +145,7 @@ class Session:
             self.presence_stale = True
             self.wake.set()
             return
-        self.control.append(data)
+        self.control.append(ev)
         self.wake.set()
 
     def close(self, status: str, message: str, reason: str) -> None:
@@ -243,10 +279,11 @@ class Hub:
                 self.delivered += len(sessions)
         self.published += 1
 
-    def send_control(self, agents: Iterable[str], data: bytes) -> None:
+    def send_control(self, agents: Iterable[str], ev: Event) -> None:
+        """One event to every session of these agents (the same object: rendered once per format)."""
         for agent in agents:
             for s in self.by_agent.get(agent, ()):
-                s.push_control(data)
+                s.push_control(ev)
 
     def close_where(self, pred: Callable[[Session], bool], status: str, message: str, reason: str) -> int:
         n = 0
@@ -278,9 +315,9 @@ class Hub:
         if (changes or local) and self.on_presence is not None:
             self.on_presence(changes, local)
 
-    def broadcast_presence(self, data: bytes) -> None:
+    def broadcast_presence(self, ev: Event) -> None:
         for s in self.sessions():
-            s.push_presence(data)
+            s.push_presence(ev)
 
     # -- heartbeats ---------------------------------------------------------------------------
 

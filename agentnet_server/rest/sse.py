@@ -1,5 +1,11 @@
 """`GET /api/events`: the caller's server events as Server-Sent Events, resumable with
-Last-Event-ID: the second adapter over the live session (the gRPC Session stream is the first)."""
+Last-Event-ID: the second adapter over the live session (the gRPC Session stream is the first).
+
+The session's delivery engine renders each event with `SseFormat` (a live.format.Format): the
+SSE frame (`id`, `event`, `data` as JSON) and the cursor that writing it delivers, made from the
+ServerEvent message, never by parsing serialized bytes. A sequenced envelope's frame is made once
+and shared by every SSE stream that receives it, as is a shared event's (presence, the agent
+list). This module writes the frames and acknowledges their cursors once written."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 from aiohttp import web
@@ -19,6 +25,8 @@ from google.protobuf import json_format
 from agentnet.v1 import events_pb2, resources_pb2
 
 from ..auth import Peer
+from ..live import encode
+from ..live.hub import Envelope, Event
 from ..records import inbox_conv
 from .errors import HttpError, bad_request, grpc_code
 
@@ -30,9 +38,6 @@ SSE_QUEUE = 64
 STALL_INTERVALS = 3
 
 # -- Server-Sent Events -------------------------------------------------------------------------
-
-
-_END = object()
 
 
 def parse_last_event_id(text: str) -> list[resources_pb2.Cursor]:
@@ -77,16 +82,60 @@ def sse_frame(ev: events_pb2.ServerEvent, inbox: str) -> tuple[bytes, tuple[str,
     return f"{head}event: {kind}\ndata: {data}\n\n".encode(), cursor
 
 
-async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
-    """Move serialized ServerEvents from the session's delivery engine to the SSE writer (a
-    session that ends with an error has already sent its fatal Error event as the last frame).
+class SseFrame(NamedTuple):
+    """What the event stream writes for one ServerEvent."""
+
+    data: bytes  # the SSE event; empty for one the stream leaves out (heartbeat acks)
+    cursor: tuple[str, int] | None  # what writing it delivers (acknowledged once written)
+    error: events_pb2.Error | None = None  # an Error event's error (first in the stream: an HTTP error)
+
+
+_SKIP = SseFrame(b"", None)
+
+
+class SseFormat:
+    """The event stream's output format (a live.format.Format[SseFrame]) for one agent's stream."""
+
+    def __init__(self, inbox: str) -> None:
+        self.inbox = inbox
+
+    @staticmethod
+    def envelope(env: Envelope) -> SseFrame:
+        frame: SseFrame | None = env.text
+        if frame is None:
+            # Made once for every recipient: nothing in it depends on the stream. (An inbox item's
+            # cursor is the recipient's inbox, which is the envelope's conversation.)
+            data, cursor = sse_frame(encode.envelope_event(env), env.conv)
+            frame = env.text = SseFrame(data, cursor)
+        return frame
+
+    def event(self, ev: Event) -> SseFrame:
+        frame: SseFrame | None = ev.text
+        if frame is None:
+            # Shared events (presence, read markers, the agent list) are made once: unsequenced
+            # events carry no inbox cursor, so nothing in the frame depends on the stream.
+            frame = ev.text = self._frame(ev.message())
+        return frame
+
+    def _frame(self, ev: events_pb2.ServerEvent) -> SseFrame:
+        kind = ev.WhichOneof("event")
+        if kind == "heartbeat_ack":
+            return _SKIP  # the stream answers the heartbeats it sends itself
+        data, cursor = sse_frame(ev, self.inbox)
+        return SseFrame(data, cursor, ev.error if kind == "error" else None)
+
+
+async def _pump(gen: AsyncIterator[SseFrame], out: asyncio.Queue[SseFrame | None]) -> None:
+    """Move SSE frames from the session's delivery engine to the SSE writer, then None for the
+    end (a session that ends with an error has already sent its fatal Error event as the last
+    frame).
 
     Pulling the next event right after queueing one lets the Session writer record the
     delivered cursor before the SSE writer acknowledges it.
     """
     try:
-        async for data in gen:
-            await out.put(data)
+        async for frame in gen:
+            await out.put(frame)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -95,7 +144,7 @@ async def _pump(gen: AsyncIterator[bytes], out: asyncio.Queue[Any]) -> None:
         aclose = getattr(gen, "aclose", None)
         if aclose is not None:
             await aclose()
-    await out.put(_END)
+    await out.put(None)
 
 
 async def _write(resp: web.StreamResponse, data: bytes, interval: float) -> None:
@@ -115,13 +164,14 @@ async def _request_events(q: asyncio.Queue[events_pb2.ClientEvent | None]) -> As
 
 
 class LiveSession(Protocol):
-    def stream(self) -> AsyncIterator[bytes]: ...
+    def stream(self) -> AsyncIterator[SseFrame]: ...
 
 
 class SessionOpener(Protocol):
-    """Opens a live session for a stream of client events (rpc.session.SessionService)."""
+    """Opens a live session for a stream of client events, its frames made by `fmt`
+    (rpc.session.SessionService)."""
 
-    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent]) -> LiveSession: ...
+    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent], fmt: SseFormat) -> LiveSession: ...
 
 
 class EventStream:
@@ -171,26 +221,24 @@ class EventStream:
                 register=events_pb2.Register(agent=resources_pb2.Agent(id=agent), cursors=cursors),
             )
         )
-        out: asyncio.Queue[Any] = asyncio.Queue(SSE_QUEUE)
-        gen = self.sessions.open(peer, _request_events(requests)).stream()
+        out: asyncio.Queue[SseFrame | None] = asyncio.Queue(SSE_QUEUE)
+        gen = self.sessions.open(peer, _request_events(requests), SseFormat(inbox)).stream()
         pump = asyncio.create_task(_pump(gen, out), name=f"agentnet-sse-{peer.device_id}")
         interval = self.heartbeat_interval
         try:
             first = await out.get()
-            if first is _END:
+            if first is None:
                 raise HttpError(grpc.StatusCode.UNAVAILABLE, "the event stream ended at once; retry", "STREAM_ENDED")
-            ev = events_pb2.ServerEvent.FromString(first)
-            if ev.WhichOneof("event") == "error":
-                e = ev.error
+            if first.error is not None:
+                e = first.error
                 raise HttpError(grpc_code(e.status), e.message, e.reason, metadata=dict(e.metadata))
             resp = web.StreamResponse(
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             )
             await resp.prepare(request)
             try:
-                frame, _ = sse_frame(ev, inbox)
-                await _write(resp, f"retry: {int(interval * 1000)}\n\n".encode() + frame, interval)
-                await self._stream(resp, out, requests, inbox, interval)
+                await _write(resp, f"retry: {int(interval * 1000)}\n\n".encode() + first.data, interval)
+                await self._stream(resp, out, requests, interval)
             except ConnectionError as exc:
                 log.info("SSE client of %s went away (%s)", peer.short, exc)
                 if request.transport is not None:
@@ -212,9 +260,8 @@ class EventStream:
     @staticmethod
     async def _stream(
         resp: web.StreamResponse,
-        out: asyncio.Queue[Any],
+        out: asyncio.Queue[SseFrame | None],
         requests: asyncio.Queue[events_pb2.ClientEvent | None],
-        inbox: str,
         interval: float,
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -234,14 +281,13 @@ class EventStream:
             acks: dict[str, int] = {}
             ended = False
             for it in items:
-                if it is _END:
+                if it is None:
                     ended = True
                     break
-                ev = events_pb2.ServerEvent.FromString(it)
-                if ev.WhichOneof("event") == "heartbeat_ack":
-                    continue
-                frame, cursor = sse_frame(ev, inbox)
-                chunks.append(frame)
+                if not it.data:
+                    continue  # left out (a heartbeat ack)
+                chunks.append(it.data)
+                cursor = it.cursor
                 if cursor is not None:
                     acks[cursor[0]] = max(acks.get(cursor[0], 0), cursor[1])
             if chunks:

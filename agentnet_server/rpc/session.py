@@ -1,9 +1,11 @@
 """The Session stream: the reader side (client events → domain calls) and the gRPC adapter.
 
 One reader task per stream handles client events in order and answers through the session's
-control queue; the writer is the delivery engine (live/delivery.py), which knows no transport.
-`SessionService.handle` is the gRPC adapter over `Conn.stream()`; the REST event stream
-(rest/sse.py) is the other adapter over the same `Conn.stream()`.
+control queue (as `Event` objects, rendered by the writer); the writer is the delivery engine
+(live/delivery.py), which knows no transport and yields what the stream's output format
+(live/format.py) makes of each event. `SessionService.handle` is the gRPC adapter: `Conn.stream()`
+with the protobuf format, whose bytes it writes as they are. The REST event stream (rest/sse.py)
+is the other adapter, over `Conn.stream()` with its SSE format.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -27,7 +30,8 @@ from ..domain.tasks import Tasks
 from ..errors import AgentnetError, FailedPrecondition, InvalidArgument, ResourceExhausted, StoreUnavailable
 from ..live import encode
 from ..live.delivery import Delivery
-from ..live.hub import Close, Hub, Session
+from ..live.format import PROTOBUF, Format
+from ..live.hub import Close, Event, Hub, Session
 from ..live.roster import Roster
 from ..records import SendResult, inbox_conv, now_us
 from . import convert, status
@@ -36,6 +40,8 @@ log = logging.getLogger("agentnet.session")
 
 MAX_REQUEST_ID = 64
 MAX_CURSORS = 10_000
+
+T = TypeVar("T")
 
 
 class BadEvent:
@@ -59,7 +65,7 @@ def passthrough(data: bytes) -> bytes:
     return data
 
 
-EventHandler = Callable[["Conn", events_pb2.ClientEvent], Awaitable[None]]
+EventHandler = Callable[["Conn[Any]", events_pb2.ClientEvent], Awaitable[None]]
 
 
 class SessionService:
@@ -85,16 +91,16 @@ class SessionService:
         self.roster = Roster(net, hub)
         self.streams: dict[str, int] = {}  # open Session streams per device (gRPC and SSE)
 
-    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent]) -> Conn:
-        """A session for one stream of client events (any transport)."""
-        return Conn(self, peer, requests)
+    def open(self, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent], fmt: Format[T]) -> Conn[T]:
+        """A session for one stream of client events (any transport), its frames made by `fmt`."""
+        return Conn(self, peer, requests, fmt)
 
     async def handle(
         self, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        """The gRPC adapter: write the frames; a session that closes with an error ends the RPC
-        with that status (and its reason in the trailers)."""
-        conn = self.open(current_peer.get(), requests)
+        """The gRPC adapter: write the frames (serialized ServerEvents); a session that closes with
+        an error ends the RPC with that status (and its reason in the trailers)."""
+        conn = self.open(current_peer.get(), requests, PROTOBUF)
         async for data in conn.stream():
             yield data
         close = conn.failure
@@ -110,9 +116,13 @@ class SessionService:
                 log.debug("session %s: the client left before the closing status", conn.s.id)
 
 
-class Conn:
+class Conn(Generic[T]):
     def __init__(
-        self, svc: SessionService, peer: Peer, requests: AsyncIterator[events_pb2.ClientEvent | BadEvent]
+        self,
+        svc: SessionService,
+        peer: Peer,
+        requests: AsyncIterator[events_pb2.ClientEvent | BadEvent],
+        fmt: Format[T],
     ) -> None:
         self.svc = svc
         self.net = svc.net
@@ -121,7 +131,8 @@ class Conn:
         self.peer = peer
         self.requests = requests
         self.s: Session = svc.hub.new_session("", peer.device_id, peer.fingerprint)
-        self.delivery = Delivery(self.s, svc.net, svc.roster, svc.settings.register_timeout)
+        self.fmt = fmt
+        self.delivery = Delivery(self.s, svc.net, svc.roster, svc.settings.register_timeout, fmt)
         self.inflight = 0
         self._inflight_free = asyncio.Event()
         self._ack_pending: dict[str, int] = {}
@@ -133,7 +144,7 @@ class Conn:
     def registered(self) -> bool:
         return self.delivery.registered
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncIterator[T]:
         """The session's frames while its reader handles the client's events; `failure` says
         afterwards whether it ended with an error status."""
         s = self.s
@@ -149,7 +160,7 @@ class Conn:
                 metadata={"limit": str(limit)},
             )
             self.failure = Close(exc.status, exc.message, exc.reason)
-            yield encode.error_event(exc, fatal=True).SerializeToString()
+            yield self.fmt.event(Event(encode.error_event(exc, fatal=True)))
             return
         streams[device] = streams.get(device, 0) + 1
         reader = asyncio.create_task(self._read_loop(), name=f"agentnet-read-{s.id}")
@@ -189,7 +200,7 @@ class Conn:
     # -- reader -------------------------------------------------------------------------------
 
     def reply(self, event: events_pb2.ServerEvent) -> None:
-        self.s.push_control(event.SerializeToString())
+        self.s.push_control(Event(event))
 
     def fail(self, exc: AgentnetError, request_id: str) -> None:
         self.reply(encode.error_event(exc, request_id))
