@@ -137,6 +137,8 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                 out.append(f"{mod} imports {dep}: only the `agentnet bench` command loads the benchmark")
             if _under(mod, "agentnet_server.domain") and top in ("grpc", "aiohttp", "peewee", "playhouse"):
                 out.append(f"{mod} imports {dep}: the domain knows no transport and no ORM")
+            if _under(mod, "agentnet_server.live") and top in ("grpc", "aiohttp"):
+                out.append(f"{mod} imports {dep}: the live core knows no transport (adapters are in rpc/ and rest/)")
             if top in ("peewee", "playhouse") and not _under(mod, "agentnet_server.store"):
                 out.append(f"{mod} imports {dep}: only agentnet_server.store uses peewee")
             if (mod == WIRE and top in ("grpc", "agentnet_server")) or (mod == WIRE and _under(dep, "agentnet_client")):
@@ -158,6 +160,8 @@ BROKEN = {
     "library loads bench": {"agentnet_client/x.py": "import agentnet_bench.bench\n"},
     "domain imports grpc": {"agentnet_server/domain/x.py": "import grpc\n"},
     "domain imports aiohttp": {"agentnet_server/domain/x.py": "from aiohttp import web\n"},
+    "live imports grpc": {"agentnet_server/live/x.py": "import grpc\n"},
+    "live imports aiohttp": {"agentnet_server/live/x.py": "from aiohttp import web\n"},
     "peewee outside store": {"agentnet_server/rpc/x.py": "import peewee\n"},
     "wire imports grpc": {"agentnet_client/wire.py": "import grpc\n"},
 }
@@ -168,7 +172,7 @@ def test_each_rule_fails_on_a_violation(tmp_path: pathlib.Path, case: str) -> No
     for pkg in PACKAGES:
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
-    for sub in ("agentnet_server/domain", "agentnet_server/rpc", "agentnet_server/store"):
+    for sub in ("agentnet_server/domain", "agentnet_server/live", "agentnet_server/rpc", "agentnet_server/store"):
         (tmp_path / sub).mkdir(exist_ok=True)
         (tmp_path / sub / "__init__.py").write_text("")
     (tmp_path / "agentnet_client/session.py").write_text("")
