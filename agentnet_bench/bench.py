@@ -878,6 +878,7 @@ async def store_ceiling(path: pathlib.Path, n: int, window: int) -> dict[str, An
     SQLite synchronous=FULL), no gRPC: separates the store's limit from the transport's."""
     import hashlib
 
+    from agentnet_server.records import AgentWrite, MessageWrite
     from agentnet_server.store import ops
     from agentnet_server.store.db import Database
 
@@ -887,8 +888,9 @@ async def store_ceiling(path: pathlib.Path, n: int, window: int) -> dict[str, An
     await asyncio.to_thread(db.migrate)
     db.start(asyncio.get_running_loop())
     try:
-        await db.write(ops.register_agent, "bench", "store-bench", "store-bench", "store-bench", "", "", 0)
+        await db.write(ops.register_agent, AgentWrite("bench", "store-bench", "store-bench", "store-bench", "", ""), 0)
         await db.write(ops.create_group, "store-bench", "store-bench", "", "", 0)
+        conv = "group:store-bench"
         sem = asyncio.Semaphore(window)
         hist = Hist()
         done = asyncio.Event()
@@ -912,21 +914,8 @@ async def store_ceiling(path: pathlib.Path, n: int, window: int) -> dict[str, An
             content = f"store bench {i}"
             digest = hashlib.sha256(content.encode()).hexdigest()
             t0 = time.monotonic_ns()
-            fut = db.write(
-                ops.send_message,
-                "store-bench",
-                "bench",
-                "group:store-bench",
-                f"s{i}",
-                digest,
-                content,
-                None,
-                (),
-                content,
-                b"",
-                "",
-                0,
-            )
+            write = MessageWrite("store-bench", "bench", conv, f"s{i}", digest, content, None, (), content)
+            fut = db.write(ops.send_message, write)
             fut.add_done_callback(finished(t0))
         await done.wait()
         seconds = time.monotonic() - t_start

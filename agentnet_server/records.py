@@ -185,3 +185,98 @@ class SendResult:
     message: MessageRec
     duplicate: bool
     feed: tuple[FeedRec, ...]
+
+
+# -- writes: what the domain hands the store, built once per request ------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageWrite:
+    """A checked send, as the store's send transaction commits it. `digest` identifies the content
+    for idempotent retries; `excerpt` is what feed (inbox) rows show."""
+
+    sender: str
+    device: str
+    conv: str
+    client_msg_id: str
+    digest: str
+    content: str
+    payload_json: str | None
+    mentions: tuple[str, ...]
+    excerpt: str
+    signature: bytes = b""
+    signer_fp: str = ""
+    sign_time: int = 0
+    reply_to: int = 0
+    auto_hops: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskWrite:
+    """A checked task creation, as the store commits it (fields as stored: title stripped, the
+    default priority filled in, due_time None for none)."""
+
+    creator: str
+    device: str
+    client_task_id: str
+    digest: str
+    title: str
+    description: str
+    assignee: str
+    group_id: str
+    priority: int
+    due_time: int | None
+    signature: bytes = b""
+    signer_fp: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskChangeWrite:
+    """A checked task change, as the store applies it. Empty or 0 fields change nothing; `result`
+    None leaves the result as it is; `expected_version` 0 skips the compare-and-set."""
+
+    actor: str
+    device: str
+    task_id: str
+    status: int
+    assignee: str
+    note: str
+    result: str | None
+    expected_version: int
+    signature: bytes = b""
+    signer_fp: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which tasks a listing asks for; empty or 0 fields do not filter."""
+
+    assignee: str = ""
+    creator: str = ""
+    status: int = 0
+    group_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupWrite:
+    """A new group as the store creates it, with its creator as the first member."""
+
+    creator: str
+    group_id: str
+    title: str
+    description: str
+    join_rule: str = "public"
+    history: str = "shared"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentWrite:
+    """An agent registration (or profile update) by a device, as the store commits it; `name_key`
+    is the display name's uniqueness key."""
+
+    device: str
+    agent_id: str
+    display_name: str
+    name_key: str
+    role: str
+    description: str

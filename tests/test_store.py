@@ -4,13 +4,14 @@ set): schema versions, group commit, isolation of a failing request, seq allocat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pathlib
 import sqlite3
 
 import pytest
 
 from agentnet_server.errors import AlreadyExists, InvalidArgument, NotFound, StoreUnavailable
-from agentnet_server.records import group_conv
+from agentnet_server.records import AgentWrite, MessageWrite, group_conv
 from agentnet_server.store import ops
 from agentnet_server.store.db import Database
 from agentnet_server.store.schema import CURRENT_VERSION, SchemaError
@@ -33,15 +34,14 @@ async def db(db_url: str) -> Database:  # type: ignore[misc]
 
 
 async def _agent(db: Database, agent_id: str, device: str = "dev") -> None:
-    await db.write(ops.register_agent, device, agent_id, agent_id, agent_id, "", "", 0)
+    await db.write(ops.register_agent, AgentWrite(device, agent_id, agent_id, agent_id, "", ""), 0)
 
 
 def _send(db: Database, sender: str, conv: str, cid: str, content: str = "hi") -> asyncio.Future:  # type: ignore[type-arg]
     from agentnet_server.domain.validate import digest
 
-    return db.write(
-        ops.send_message, sender, "dev", conv, cid, digest(conv, content, None), content, None, (), content, b"", "", 0
-    )
+    w = MessageWrite(sender, "dev", conv, cid, digest(conv, content, None), content, None, (), content)
+    return db.write(ops.send_message, w)
 
 
 async def test_migrate_is_idempotent_and_versioned(db_url: str) -> None:
@@ -142,10 +142,10 @@ async def test_version_2_messages_become_replies_aware(db_url: str) -> None:
         await _agent(d, "b")
         from agentnet_server.domain.validate import digest
 
-        args = ("b", "dev", "dm:a+b", "new", digest("x"), "answer", None, (), "answer", b"", "", 0, None)
+        w = MessageWrite("b", "dev", "dm:a+b", "new", digest("x"), "answer", None, (), "answer")
         with pytest.raises(InvalidArgument, match="reply_to 2 is not a message of dm:a\\+b"):
-            await d.write(ops.send_message, *args, 2, 1)
-        r = await d.write(ops.send_message, *args, 1, 2)
+            await d.write(ops.send_message, dataclasses.replace(w, reply_to=2, auto_hops=1))
+        r = await d.write(ops.send_message, dataclasses.replace(w, reply_to=1, auto_hops=2))
         assert (r.message.seq, r.message.reply_to, r.message.auto_hops) == (2, 1, 2)
         [_, new] = await d.read(ops.messages_after, "dm:a+b", 0, 10)
         assert (new.reply_to, new.auto_hops) == (1, 2)

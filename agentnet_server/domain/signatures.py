@@ -5,14 +5,15 @@ that signs, the server that checks, and every recipient that checks again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-
-from cryptography import x509
 
 from agentnet_client import wire
 
+from ..config import Settings
 from ..errors import InvalidArgument
 from ..records import now_us
+from .commands import CreateTask, PreparedSend, SignedFields, UpdateTask
 
 
 def check_time(sign_time: int, max_age: float, max_skew: float, now: int | None = None) -> None:
@@ -37,17 +38,21 @@ def check_time(sign_time: int, max_age: float, max_skew: float, now: int | None 
 Window = tuple[float, float]  # (max_age, max_skew) in seconds; 0 turns a side off
 
 
-def _check(
-    cert: x509.Certificate | None,
-    signature: bytes,
-    data: bytes | tuple[bytes, ...],
-    what: str,
-    required: bool,
-    sign_time: int = 0,
-    window: Window = (0.0, 0.0),
-) -> None:
-    if not signature:
-        if required:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """Whether signatures are required, and the window a signing time must fall in."""
+
+    required: bool = False
+    window: Window = (0.0, 0.0)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(settings.require_signatures, (settings.sign_time_max_age, settings.sign_time_max_skew))
+
+
+def _check(signed: SignedFields, data: bytes | tuple[bytes, ...], what: str, policy: Policy) -> None:
+    if not signed.signature:
+        if policy.required:
             raise InvalidArgument(
                 f"{what} is not signed: sign it with the device key (the agentnet client does; for curl and "
                 "grpcurl use `agentnet sign`, `agentnet sign-task` or `agentnet sign-task-update`; "
@@ -55,77 +60,55 @@ def _check(
                 reason="SIGNATURE_MISSING",
             )
         return
-    if cert is None or not wire.verify(cert, signature, data):
+    if signed.cert is None or not wire.verify(signed.cert, signed.signature, data):
         raise InvalidArgument(
             f"the signature of this {what} does not match its content and this device's certificate "
             "(ECDSA P-256 over SHA-256 of the bytes docs/signing.md defines; DER or raw 64-byte r||s); "
             "nothing was stored",
             reason="SIGNATURE_INVALID",
         )
-    check_time(sign_time, *window)
+    check_time(signed.sign_time, *policy.window)
 
 
-def check_message(
-    cert: x509.Certificate | None,
-    device: str,
-    sender: str,
-    target: str,
-    client_msg_id: str,
-    content: str,
-    payload_json: str | None,
-    signature: bytes,
-    sign_time: int,
-    required: bool,
-    reply_to: int = 0,
-    auto_hops: int = 0,
-    window: Window = (0.0, 0.0),
-) -> None:
-    if signature and not sign_time:
+def check_message(p: PreparedSend, policy: Policy) -> None:
+    """Check a send's signature over its fields as the client sent them (the payload as the
+    validated JSON)."""
+    s = p.signed
+    if s.signature and not s.sign_time:
         raise InvalidArgument("a signed message needs sign_time", reason="SIGNATURE_INVALID")
-    texts = wire.payload_texts(json.loads(payload_json)) if payload_json else ("",)
+    target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
+    texts = wire.payload_texts(json.loads(p.payload_json)) if p.payload_json else ("",)
     data = tuple(
-        wire.signed_bytes(device, sender, target, client_msg_id, content, text, sign_time, reply_to, auto_hops)
+        wire.signed_bytes(
+            p.device, p.agent_id, target, p.client_msg_id, p.content, text, s.sign_time, p.reply_to, p.auto_hops
+        )
         for text in texts
     )
-    _check(cert, signature, data, "message", required, sign_time, window)
+    _check(s, data, "message", policy)
 
 
-def check_task_create(
-    cert: x509.Certificate | None,
-    device: str,
-    actor: str,
-    client_task_id: str,
-    title: str,
-    description: str,
-    assignee: str,
-    group_id: str,
-    priority: int,
-    due_time: int,
-    signature: bytes,
-    sign_time: int,
-    required: bool,
-    window: Window = (0.0, 0.0),
-) -> None:
+def check_task_create(c: CreateTask, policy: Policy) -> None:
+    """Check a task creation's signature over its fields as the client sent them."""
+    s = c.signed
     data = wire.task_create_bytes(
-        device, actor, client_task_id, title, description, assignee, group_id, priority, due_time, sign_time
+        c.device,
+        c.creator,
+        c.client_task_id,
+        c.title,
+        c.description,
+        c.assignee,
+        c.group_id,
+        c.priority,
+        c.due_time,
+        s.sign_time,
     )
-    _check(cert, signature, data, "task", required, sign_time, window)
+    _check(s, data, "task", policy)
 
 
-def check_task_update(
-    cert: x509.Certificate | None,
-    device: str,
-    actor: str,
-    task_id: str,
-    status: int,
-    assignee: str,
-    note: str,
-    result: str,
-    expected_version: int,
-    signature: bytes,
-    sign_time: int,
-    required: bool,
-    window: Window = (0.0, 0.0),
-) -> None:
-    data = wire.task_update_bytes(device, actor, task_id, status, assignee, note, result, expected_version, sign_time)
-    _check(cert, signature, data, "task change", required, sign_time, window)
+def check_task_update(c: UpdateTask, policy: Policy) -> None:
+    """Check a task change's signature over its fields as the client sent them."""
+    s = c.signed
+    data = wire.task_update_bytes(
+        c.device, c.actor, c.task_id, c.status, c.assignee, c.note, c.result, c.expected_version, s.sign_time
+    )
+    _check(s, data, "task change", policy)

@@ -14,18 +14,27 @@ either of them may add a note, and the assignee may update the result, without c
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..live.hub import FEED, Envelope
-from ..records import TERMINAL, FeedRec, TaskRec, TaskStatus, inbox_conv
+from ..records import (
+    TERMINAL,
+    FeedRec,
+    TaskChangeWrite,
+    TaskFilter,
+    TaskRec,
+    TaskStatus,
+    TaskWrite,
+    inbox_conv,
+)
 from ..store import tasks as store
 from ..store.tasks import TaskCommit
 from . import signatures, validate
-from .network import Network, SignedFields
+from .commands import CreateTask, UpdateTask
+from .network import Network
 
 S = TaskStatus
 log = logging.getLogger("agentnet.tasks")
@@ -51,8 +60,10 @@ def name(status: int) -> str:
     return S(status).name.lower() if status else "unspecified"
 
 
-def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_set: bool) -> None:
-    """Raise unless `actor` may make this change to `task` now (runs inside the store transaction)."""
+def check_change(task: TaskRec, change: TaskChangeWrite) -> None:
+    """Raise unless `change.actor` may make this change to `task` now. The one place of these rules:
+    the store runs it inside the update's transaction, on the task as locked there."""
+    actor, status, assignee = change.actor, change.status, change.assignee
     involved = actor in (task.assignee, task.creator)
     if not involved:
         raise PermissionDenied(
@@ -67,7 +78,7 @@ def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_s
         )
     if assignee and assignee != task.assignee and actor != task.creator:
         raise PermissionDenied(f"only the creator ({task.creator}) may reassign task {task.id}", reason="NOT_CREATOR")
-    if result_set and actor != task.assignee:
+    if change.result is not None and actor != task.assignee:
         raise PermissionDenied(
             f"only the assignee ({task.assignee}) may set the result of task {task.id}", reason="NOT_ASSIGNEE"
         )
@@ -90,37 +101,6 @@ def check_change(task: TaskRec, actor: str, status: int, assignee: str, result_s
             raise PermissionDenied(
                 f"only the creator ({task.creator}) may move task {task.id} to {name(target)}", reason="NOT_CREATOR"
             )
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateTask:
-    """A task creation as an adapter hands it to the domain. due_time 0 means none."""
-
-    creator: str
-    device: str
-    title: str
-    description: str
-    assignee: str
-    group_id: str
-    priority: int
-    due_time: int
-    client_task_id: str = ""
-    signed: SignedFields = dataclasses.field(default_factory=SignedFields)
-
-
-@dataclasses.dataclass(frozen=True)
-class UpdateTask:
-    """A task change as an adapter hands it to the domain. An empty result leaves it as it is."""
-
-    actor: str
-    device: str
-    task_id: str
-    status: int
-    assignee: str
-    note: str
-    result: str
-    expected_version: int
-    signed: SignedFields = dataclasses.field(default_factory=SignedFields)
 
 
 class Tasks:
@@ -152,33 +132,17 @@ class Tasks:
 
     async def create(self, cmd: CreateTask) -> TaskCommit:
         """The signature covers the fields exactly as the client sent them."""
-        creator, device, title, description = cmd.creator, cmd.device, cmd.title, cmd.description
         assignee, group_id, priority, due_time = cmd.assignee, cmd.group_id, cmd.priority, cmd.due_time
-        client_task_id, signed = cmd.client_task_id, cmd.signed
-        if not client_task_id and (signed.signature or self.net.settings.require_signatures):
+        signed = cmd.signed
+        if not cmd.client_task_id and (signed.signature or self.net.settings.require_signatures):
             raise InvalidArgument(
                 "client_task_id is empty: a signed task needs one chosen by the creator (the signature covers "
                 "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
                 reason="BAD_CLIENT_ID",
             )
-        signatures.check_task_create(
-            signed.cert,
-            device,
-            creator,
-            client_task_id,
-            title,
-            description,
-            assignee,
-            group_id,
-            priority,
-            due_time,
-            signed.signature,
-            signed.sign_time,
-            self.net.settings.require_signatures,
-            window=(self.net.settings.sign_time_max_age, self.net.settings.sign_time_max_skew),
-        )
-        title = validate.check_text("title", title.strip(), MAX_TITLE, required=True)
-        validate.check_text("description", description, MAX_TEXT, single_line=False)
+        signatures.check_task_create(cmd, signatures.Policy.of(self.net.settings))
+        title = validate.check_text("title", cmd.title.strip(), MAX_TITLE, required=True)
+        validate.check_text("description", cmd.description, MAX_TEXT, single_line=False)
         validate.check_id("assignee", assignee)
         if group_id:
             validate.check_id("group_id", group_id)
@@ -186,44 +150,27 @@ class Tasks:
             raise InvalidArgument(f"priority {priority} is not a TaskPriority", reason="BAD_PRIORITY")
         if due_time < 0:
             raise InvalidArgument("due_time must be after 1970", reason="BAD_DUE_TIME")
-        cid = validate.client_id("client_task_id", client_task_id or f"srv-{uuid.uuid4().hex}")
-        digest = validate.digest(title, description, assignee, group_id, str(priority or 2), str(due_time))
-        return await self.net.db.write(
-            store.create_task,
-            creator,
-            device,
+        cid = validate.client_id("client_task_id", cmd.client_task_id or f"srv-{uuid.uuid4().hex}")
+        digest = validate.digest(title, cmd.description, assignee, group_id, str(priority or 2), str(due_time))
+        write = TaskWrite(
+            cmd.creator,
+            cmd.device,
             cid,
             digest,
             title,
-            description,
+            cmd.description,
             assignee,
             group_id,
             priority or 2,
             due_time or None,
             signed.signature,
             signed.signer_fp,
-            on_commit=self._publish,
         )
+        return await self.net.db.write(store.create_task, write, on_commit=self._publish)
 
     async def update(self, cmd: UpdateTask) -> TaskCommit:
-        actor, device, task_id, status = cmd.actor, cmd.device, cmd.task_id, cmd.status
-        assignee, note, result, expected_version = cmd.assignee, cmd.note, cmd.result, cmd.expected_version
-        signed = cmd.signed
-        signatures.check_task_update(
-            signed.cert,
-            device,
-            actor,
-            task_id,
-            status,
-            assignee,
-            note,
-            result,
-            expected_version,
-            signed.signature,
-            signed.sign_time,
-            self.net.settings.require_signatures,
-            window=(self.net.settings.sign_time_max_age, self.net.settings.sign_time_max_skew),
-        )
+        task_id, status, assignee, note, result = cmd.task_id, cmd.status, cmd.assignee, cmd.note, cmd.result
+        signatures.check_task_update(cmd, signatures.Policy.of(self.net.settings))
         self._check_task_id(task_id)
         if status and status not in S._value2member_map_:
             raise InvalidArgument(f"status {status} is not a TaskStatus", reason="BAD_STATUS")
@@ -231,27 +178,25 @@ class Tasks:
             validate.check_id("assignee", assignee)
         validate.check_text("note", note, MAX_TEXT, single_line=False)
         validate.check_text("result", result, MAX_TEXT, single_line=False)
-        if expected_version < 0:
+        if cmd.expected_version < 0:
             raise InvalidArgument("expected_version must not be negative", reason="BAD_VERSION")
         if not status and not assignee and not note and not result:
             raise InvalidArgument(
                 "nothing to change: give a status, an assignee, a note or a result", reason="EMPTY_UPDATE"
             )
-        return await self.net.db.write(
-            store.update_task,
-            actor,
-            device,
+        write = TaskChangeWrite(
+            cmd.actor,
+            cmd.device,
             task_id,
             status,
             assignee,
             note,
             result or None,
-            expected_version,
-            check_change,
-            signed.signature,
-            signed.signer_fp,
-            on_commit=self._publish,
+            cmd.expected_version,
+            cmd.signed.signature,
+            cmd.signed.signer_fp,
         )
+        return await self.net.db.write(store.update_task, write, check_change, on_commit=self._publish)
 
     def _check_task_id(self, task_id: str) -> None:
         if not (task_id.startswith("t-") and len(task_id) == 18 and all(c in "0123456789abcdef" for c in task_id[2:])):
@@ -272,14 +217,12 @@ class Tasks:
         self._may_see(viewer, t)
         return t
 
-    async def list(
-        self, viewer: str, assignee: str, creator: str, status: int, group_id: str, page_size: int, token: str
-    ) -> tuple[list[TaskRec], str]:
-        for what, value in (("assignee", assignee), ("creator", creator), ("group_id", group_id)):
+    async def list(self, viewer: str, f: TaskFilter, page_size: int, token: str) -> tuple[list[TaskRec], str]:
+        for what, value in (("assignee", f.assignee), ("creator", f.creator), ("group_id", f.group_id)):
             if value:
                 validate.check_id(what, value)
-        if status and status not in S._value2member_map_:
-            raise InvalidArgument(f"status {status} is not a TaskStatus", reason="BAD_STATUS")
+        if f.status and f.status not in S._value2member_map_:
+            raise InvalidArgument(f"status {f.status} is not a TaskStatus", reason="BAD_STATUS")
         size = validate.page_size(page_size)
         mark = validate.decode_token("tasks", token)
         before = None
@@ -288,9 +231,7 @@ class Tasks:
                 raise InvalidArgument("page_token is not valid", reason="BAD_PAGE_TOKEN")
             before = (int(mark[0]), str(mark[1]))
         groups = sorted(self.net.agent_groups.get(viewer, ()))
-        rows = await self.net.db.read(
-            store.tasks_page, viewer, groups, assignee, creator, status, group_id, before, size + 1
-        )
+        rows = await self.net.db.read(store.tasks_page, viewer, groups, f, before, size + 1)
         nxt = (
             validate.encode_token("tasks", [rows[size - 1].update_time, rows[size - 1].id]) if len(rows) > size else ""
         )

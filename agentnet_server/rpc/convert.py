@@ -7,8 +7,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from ..auth import Peer
-from ..domain.network import SendCommand, SignedFields, Target
-from ..domain.tasks import CreateTask, UpdateTask
+from ..domain.commands import CreateTask, SendCommand, SignedFields, Target, UpdateTask
 from ..errors import InvalidArgument
 
 

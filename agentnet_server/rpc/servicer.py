@@ -18,7 +18,7 @@ from ..domain.tasks import Tasks
 from ..errors import InvalidArgument, NotFound
 from ..live import encode
 from ..live.hub import Hub
-from ..records import dm_conv, group_conv
+from ..records import TaskFilter, dm_conv, group_conv
 from ..store import ops
 from . import convert
 
@@ -248,9 +248,8 @@ class AgentNetServicer:
 
     async def ListTasks(self, req: service_pb2.ListTasksRequest, ctx: Ctx) -> service_pb2.ListTasksResponse:
         agent, _ = self._acting(req.agent_id)
-        tasks, nxt = await self.tasks.list(
-            agent, req.assignee, req.creator, req.status, req.group_id, req.page_size, req.page_token
-        )
+        f = TaskFilter(req.assignee, req.creator, req.status, req.group_id)
+        tasks, nxt = await self.tasks.list(agent, f, req.page_size, req.page_token)
         return service_pb2.ListTasksResponse(tasks=[encode.task(t) for t in tasks], next_page_token=nxt)
 
     async def GetTask(self, req: service_pb2.GetTaskRequest, ctx: Ctx) -> resources_pb2.Task:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import NotFound, PermissionDenied
-from ..records import GroupRec, MemberRec, now_us
+from ..records import GroupRec, GroupWrite, MemberRec, now_us
 from . import ops
 from .db import Tx
 
@@ -69,13 +69,11 @@ def visible_from(tx: Tx, group_id: str, agent_id: str) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def create_group(
-    tx: Tx, agent_id: str, group_id: str, title: str, description: str, max_groups: int, join_rule: str, history: str
-) -> tuple[GroupRec, MemberRec]:
+def create_group(tx: Tx, g: GroupWrite, max_groups: int) -> tuple[GroupRec, MemberRec]:
     """ops.create_group with the group's join rule and history visibility."""
-    group, member = ops.create_group(tx, agent_id, group_id, title, description, max_groups)
-    set_rules(tx, group_id, join_rule, history)
-    return dataclasses.replace(group, join_rule=join_rule, history=history), member
+    group, member = ops.create_group(tx, g.creator, g.group_id, g.title, g.description, max_groups)
+    set_rules(tx, g.group_id, g.join_rule, g.history)
+    return dataclasses.replace(group, join_rule=g.join_rule, history=g.history), member
 
 
 def join_group(

@@ -9,9 +9,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import Aborted, AlreadyExists, NotFound, PermissionDenied
-from ..records import FeedKind, FeedRec, TaskChangeRec, TaskRec, TaskStatus, now_us
+from ..records import (
+    FeedKind,
+    FeedRec,
+    TaskChangeRec,
+    TaskChangeWrite,
+    TaskFilter,
+    TaskRec,
+    TaskStatus,
+    TaskWrite,
+    now_us,
+)
 from .db import Tx
-from .ops.messages import _feed_append
+from .ops.messages import FeedEntry, feed_append
 
 _TASK_COLS = (
     "id, title, description, creator, assignee, group_id, priority, due_time, status, version, result, "
@@ -75,15 +85,7 @@ def task_changes(tx: Tx, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int
 
 
 def tasks_page(
-    tx: Tx,
-    viewer: str,
-    viewer_groups: Sequence[str],
-    assignee: str,
-    creator: str,
-    status: int,
-    group_id: str,
-    before: tuple[int, str] | None,
-    limit: int,
+    tx: Tx, viewer: str, viewer_groups: Sequence[str], f: TaskFilter, before: tuple[int, str] | None, limit: int
 ) -> list[TaskRec]:
     """Tasks the viewer may see (creator, assignee or member of the task's group), newest change first."""
     groups = list(viewer_groups)
@@ -94,13 +96,13 @@ def tasks_page(
         params += groups
     visible += ")"
     sql = f"SELECT {_TASK_COLS} FROM task WHERE {visible}"
-    for col, value in (("assignee", assignee), ("creator", creator), ("group_id", group_id)):
+    for col, value in (("assignee", f.assignee), ("creator", f.creator), ("group_id", f.group_id)):
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
-    if status:
+    if f.status:
         sql += " AND status = ?"
-        params.append(status)
+        params.append(f.status)
     if before is not None:
         sql += " AND (update_time < ? OR (update_time = ? AND id < ?))"
         params += [before[0], before[0], before[1]]
@@ -130,13 +132,13 @@ def _fan_out(
     feed: list[FeedRec] = []
     seen: set[str] = set()
     audience = [*involved, *_group_members(tx, t.group_id)]
+    kind = FeedKind.TASK_ASSIGNED if new_assignee else FeedKind.TASK_UPDATED
+    entry = FeedEntry(kind, actor, t.title[:280], now, task_id=t.id, task_version=t.version)
     for agent in audience:
         if agent in seen:
             continue
         seen.add(agent)
-        kind = FeedKind.TASK_ASSIGNED if new_assignee else FeedKind.TASK_UPDATED
-        in_inbox = agent in involved
-        item = _feed_append(tx, agent, kind, "", 0, t.id, t.version, actor, t.title[:280], in_inbox, now)
+        item = feed_append(tx, agent, entry, agent in involved)
         if agent == actor:
             tx.exec("UPDATE feed SET read_time = ? WHERE agent = ? AND seq = ?", (now, agent, item.seq))
             item = dataclasses.replace(item, read=True)
@@ -165,24 +167,12 @@ def _insert_change(tx: Tx, c: TaskChangeRec, device: str, signature: bytes, sign
     )
 
 
-def create_task(
-    tx: Tx,
-    creator: str,
-    device: str,
-    client_task_id: str,
-    digest: str,
-    title: str,
-    description: str,
-    assignee: str,
-    group_id: str,
-    priority: int,
-    due_time: int | None,
-    signature: bytes,
-    signer_fp: str,
-) -> TaskCommit:
+def create_task(tx: Tx, w: TaskWrite) -> TaskCommit:
+    """Create a task, or return the one this (creator, client_task_id) already created."""
+    creator, client_task_id, assignee, group_id = w.creator, w.client_task_id, w.assignee, w.group_id
     prior = tx.one("SELECT id, digest FROM task WHERE creator = ? AND client_task_id = ?", (creator, client_task_id))
     if prior is not None:
-        if prior[1] != digest:
+        if prior[1] != w.digest:
             raise AlreadyExists(
                 f"client_task_id {client_task_id!r} was already used by {creator!r} for another task ({prior[0]})",
                 reason="CLIENT_TASK_ID_REUSED",
@@ -212,31 +202,31 @@ def create_task(
         f"INSERT INTO task ({_TASK_COLS}, client_task_id, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             task_id,
-            title,
-            description,
+            w.title,
+            w.description,
             creator,
             assignee,
             group_id,
-            priority,
-            due_time,
+            w.priority,
+            w.due_time,
             int(TaskStatus.PENDING),
             1,
             "",
             now,
             now,
             client_task_id,
-            digest,
+            w.digest,
         ),
     )
     t = TaskRec(
         task_id,
-        title,
-        description,
+        w.title,
+        w.description,
         creator,
         assignee,
         group_id,
-        priority,
-        due_time,
+        w.priority,
+        w.due_time,
         TaskStatus.PENDING,
         1,
         "",
@@ -244,30 +234,17 @@ def create_task(
         now,
     )
     change = TaskChangeRec(task_id, 1, creator, 0, int(TaskStatus.PENDING), "", assignee, "created", now)
-    _insert_change(tx, change, device, signature, signer_fp)
+    _insert_change(tx, change, w.device, w.signature, w.signer_fp)
     feed = _fan_out(tx, t, change, [assignee, creator], assignee, creator, now)
     return TaskCommit(t, change, feed)
 
 
-Rules = Callable[[TaskRec, str, int, str, bool], None]
+Rules = Callable[[TaskRec, TaskChangeWrite], None]
 
 
-def update_task(
-    tx: Tx,
-    actor: str,
-    device: str,
-    task_id: str,
-    status: int,
-    assignee: str,
-    note: str,
-    result: str | None,
-    expected_version: int,
-    rules: Rules,
-    signature: bytes,
-    signer_fp: str,
-) -> TaskCommit:
-    """Apply one change after `rules(task, actor, status, assignee, result_set)` accepted it (it raises
-    otherwise)."""
+def update_task(tx: Tx, w: TaskChangeWrite, rules: Rules) -> TaskCommit:
+    """Apply one change after `rules(task, change)` accepted it (it raises otherwise)."""
+    actor, task_id, assignee, expected_version = w.actor, w.task_id, w.assignee, w.expected_version
     t = task_get(tx, task_id, lock=True)
     if t is None:
         raise NotFound(f"task {task_id!r} does not exist", reason="TASK_NOT_FOUND")
@@ -277,7 +254,7 @@ def update_task(
             reason="VERSION_MISMATCH",
             metadata={"current_version": str(t.version)},
         )
-    rules(t, actor, status, assignee, result is not None)
+    rules(t, w)
     if assignee and assignee != t.assignee:
         if tx.one("SELECT 1 FROM agent WHERE id = ?", (assignee,)) is None:
             raise NotFound(f"assignee {assignee!r} is not a registered agent", reason="AGENT_NOT_FOUND")
@@ -291,16 +268,18 @@ def update_task(
     now = now_us()
     new_assignee = assignee or t.assignee
     # A new assignee starts from pending unless the change also names a status.
-    new_status = TaskStatus(status) if status else (TaskStatus.PENDING if new_assignee != t.assignee else t.status)
-    new_result = t.result if result is None else result
+    new_status = TaskStatus(w.status) if w.status else (TaskStatus.PENDING if new_assignee != t.assignee else t.status)
+    new_result = t.result if w.result is None else w.result
     version = t.version + 1
     tx.exec(
         "UPDATE task SET status = ?, assignee = ?, result = ?, version = ?, update_time = ? "
         "WHERE id = ? AND version = ?",
         (int(new_status), new_assignee, new_result, version, now, task_id, t.version),
     )
-    change = TaskChangeRec(task_id, version, actor, int(t.status), int(new_status), t.assignee, new_assignee, note, now)
-    _insert_change(tx, change, device, signature, signer_fp)
+    change = TaskChangeRec(
+        task_id, version, actor, int(t.status), int(new_status), t.assignee, new_assignee, w.note, now
+    )
+    _insert_change(tx, change, w.device, w.signature, w.signer_fp)
     after = dataclasses.replace(
         t, status=new_status, assignee=new_assignee, result=new_result, version=version, update_time=now
     )

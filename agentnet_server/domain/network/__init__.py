@@ -5,14 +5,15 @@ run on the event loop in commit order, so fan-out always sees the membership tha
 committed the message under (docs/architecture.md, Invariants).
 
 One module per concern, each a layer of the `Network` class over the previous one:
-state.py (caches, records, the acting-agent rule) < registry.py < groups.py < chat.py <
+state.py (caches, the acting-agent rule) < registry.py < groups.py < chat.py <
 resume.py < replication.py (which completes `Network`).
 """
 
 from __future__ import annotations
 
+from ..commands import PreparedSend, SendCommand, SignedFields, Target
 from .replication import Network
-from .state import EXCERPT, REPLAY_PAGE, PreparedSend, SendCommand, Sent, SignedFields, Target, excerpt
+from .state import EXCERPT, REPLAY_PAGE, Sent, excerpt
 
 __all__ = [
     "EXCERPT",

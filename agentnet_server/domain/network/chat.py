@@ -14,6 +14,7 @@ from ...records import (
     GROUP_PREFIX,
     FeedRec,
     MessageRec,
+    MessageWrite,
     SendResult,
     dm_conv,
     group_conv,
@@ -21,8 +22,9 @@ from ...records import (
 )
 from ...store import access, ops
 from .. import mentions, signatures, validate
+from ..commands import PreparedSend, SendCommand, Target
 from .groups import Groups
-from .state import PreparedSend, SendCommand, Sent, Target, excerpt, log
+from .state import Sent, excerpt, log
 
 
 class Chat(Groups):
@@ -130,29 +132,35 @@ class Chat(Groups):
         """The device-signature check for a send. A missing one is refused here; a present one is
         checked by the writer thread before the send is stored (the crypto releases the GIL, so it
         runs beside the event loop, and the writer's order keeps a stream's sends in order)."""
-        s = p.signed
-        if not s.signature and not self.settings.require_signatures:
+        if not p.signed.signature and not self.settings.require_signatures:
             return None
-        target = f"group:{p.target.group_id}" if p.target.group_id else f"agent:{p.target.to_agent}"
-        check = functools.partial(
-            signatures.check_message,
-            s.cert,
-            p.device,
-            p.agent_id,
-            target,
-            p.client_msg_id,
-            p.content,
-            p.payload_json,
-            s.signature,
-            s.sign_time,
-            self.settings.require_signatures,
-            p.reply_to,
-            p.auto_hops,
-            window=(self.settings.sign_time_max_age, self.settings.sign_time_max_skew),
-        )
-        if not s.signature:
+        check = functools.partial(signatures.check_message, p, signatures.Policy.of(self.settings))
+        if not p.signed.signature:
             check()  # raises SIGNATURE_MISSING
         return check
+
+    def message_write(self, p: PreparedSend, mentioned: tuple[str, ...]) -> MessageWrite:
+        """The store's record of a checked send, with the agents it mentions."""
+        # The reply fields count in the digest only when set, so digests stored before they existed
+        # still match a resend of the same message.
+        extra = (str(p.reply_to), str(p.auto_hops)) if p.reply_to or p.auto_hops else ()
+        s = p.signed
+        return MessageWrite(
+            p.agent_id,
+            p.device,
+            p.conv,
+            p.client_msg_id,
+            validate.digest(p.conv, p.content, p.payload_json, *extra),
+            p.content,
+            p.payload_json,
+            mentioned,
+            excerpt(p.content),
+            s.signature,
+            s.signer_fp,
+            s.sign_time,
+            p.reply_to,
+            p.auto_hops,
+        )
 
     def enqueue_send(self, p: PreparedSend) -> tuple[asyncio.Future[SendResult], tuple[str, ...]]:
         """Queue a checked send for commit without waiting (keeps a stream's sends in order).
@@ -160,30 +168,8 @@ class Chat(Groups):
         Returns the future of the committed result and the mentions that did not resolve."""
         check = self.signature_check(p)
         resolved, unresolved = self._mentions(p.agent_id, p.target, p.content, p.explicit)
-        # The reply fields count in the digest only when set, so digests stored before they existed
-        # still match a resend of the same message.
-        extra = (str(p.reply_to), str(p.auto_hops)) if p.reply_to or p.auto_hops else ()
-        digest = validate.digest(p.conv, p.content, p.payload_json, *extra)
-        s = p.signed
         fut = self.db.write(
-            ops.send_message,
-            p.agent_id,
-            p.device,
-            p.conv,
-            p.client_msg_id,
-            digest,
-            p.content,
-            p.payload_json,
-            resolved,
-            excerpt(p.content),
-            s.signature,
-            s.signer_fp,
-            s.sign_time,
-            check,
-            p.reply_to,
-            p.auto_hops,
-            on_commit=self._fan_out,
-            key=p.conv,
+            ops.send_message, self.message_write(p, resolved), check, on_commit=self._fan_out, key=p.conv
         )
         return fut, unresolved
 

@@ -8,6 +8,7 @@ from ...errors import NotFound
 from ...logs import audit
 from ...records import (
     GroupRec,
+    GroupWrite,
     MemberRec,
     group_conv,
 )
@@ -61,13 +62,8 @@ class Groups(Registry):
             self.limiter.check_group_create(agent_id)
         group, _ = await self.db.write(
             access.create_group,
-            agent_id,
-            group_id,
-            title,
-            description,
+            GroupWrite(agent_id, group_id, title, description, join_rule, history),
             self.settings.max_groups_per_agent,
-            join_rule,
-            history,
             on_commit=done,
         )
         return group

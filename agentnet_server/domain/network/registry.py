@@ -6,6 +6,7 @@ from ...errors import NotFound
 from ...logs import audit
 from ...records import (
     AgentRec,
+    AgentWrite,
 )
 from ...store import ops
 from .. import validate
@@ -36,12 +37,7 @@ class Registry(State):
             return existing, False
         rec, created = await self.db.write(
             ops.register_agent,
-            device,
-            agent_id,
-            name,
-            key,
-            role,
-            description,
+            AgentWrite(device, agent_id, name, key, role, description),
             self.settings.max_agents_per_device,
             on_commit=lambda r: self._cache_agent(r[0]),
         )

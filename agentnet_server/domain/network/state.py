@@ -1,5 +1,5 @@
-"""The network's shared state (caches of agents and memberships), the records its use cases take
-and return, and the acting-agent rule."""
+"""The network's shared state (caches of agents and memberships), the records its use cases
+return, and the acting-agent rule. The commands they take live in domain/commands.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-from cryptography import x509
 
 from ...config import Settings
 from ...errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -31,60 +29,9 @@ REPLAY_PAGE = 500
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
-    """Where a send goes: a group or an agent (direct message)."""
-
-    group_id: str = ""
-    to_agent: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
 class Sent:
     result: SendResult
     unresolved: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class SignedFields:
-    """A request's signature, and the TLS certificate of the device that sent it."""
-
-    signature: bytes = b""
-    signer_fp: str = ""
-    sign_time: int = 0
-    cert: x509.Certificate | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class SendCommand:
-    """One send as an adapter hands it to the domain (from a Session event or a unary call)."""
-
-    agent_id: str
-    device: str
-    target: Target
-    client_msg_id: str
-    content: str
-    payload: dict[str, Any] | None = None
-    mentions: Sequence[str] = ()
-    signed: SignedFields = SignedFields()
-    reply_to: int = 0
-    auto_hops: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedSend:
-    """A send whose fields passed validation."""
-
-    agent_id: str
-    device: str
-    target: Target
-    conv: str
-    client_msg_id: str
-    content: str
-    payload_json: str | None
-    explicit: tuple[str, ...]
-    signed: SignedFields
-    reply_to: int = 0
-    auto_hops: int = 0
 
 
 def excerpt(text: str) -> str:

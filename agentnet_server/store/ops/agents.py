@@ -8,6 +8,7 @@ from typing import Any
 from ...errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted
 from ...records import (
     AgentRec,
+    AgentWrite,
     now_us,
 )
 from ..db import Tx
@@ -36,17 +37,10 @@ def agent_get(tx: Tx, agent_id: str) -> AgentRec | None:
     return _agent(row, devices)
 
 
-def register_agent(
-    tx: Tx,
-    device: str,
-    agent_id: str,
-    display_name: str,
-    name_key: str,
-    role: str,
-    description: str,
-    max_agents_per_device: int,
-) -> tuple[AgentRec, bool]:
-    """Create the agent owned by `device`, or update it if `device` may act as it."""
+def register_agent(tx: Tx, w: AgentWrite, max_agents_per_device: int) -> tuple[AgentRec, bool]:
+    """Create the agent owned by `w.device`, or update it if that device may act as it."""
+    device, agent_id, display_name, name_key = w.device, w.agent_id, w.display_name, w.name_key
+    role, description = w.role, w.description
     tx.changes.agents.add(agent_id)  # (a refused request only makes other replicas re-read it)
     existing = agent_get(tx, agent_id)
     holder = tx.one("SELECT id FROM agent WHERE name_key = ? AND id <> ?", (name_key, agent_id))

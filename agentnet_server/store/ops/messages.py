@@ -1,7 +1,8 @@
-"""Messages: history reads and the send transaction (dedupe, next seq, feed entries)."""
+"""Messages: history reads, the send transaction (dedupe, next seq, feed entries) and feed appends."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from ...records import (
     FeedKind,
     FeedRec,
     MessageRec,
+    MessageWrite,
     SendResult,
     dm_parties,
     now_us,
@@ -71,19 +73,22 @@ def conv_last_seq(tx: Tx, conv: str) -> int:
     return tx.scalar("SELECT last_seq FROM conversation WHERE id = ?", (conv,)) or 0
 
 
-def _feed_append(
-    tx: Tx,
-    agent: str,
-    kind: FeedKind,
-    conv: str,
-    message_seq: int,
-    task_id: str,
-    task_version: int,
-    actor: str,
-    excerpt: str,
-    in_inbox: bool,
-    t: int,
-) -> FeedRec:
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """What one committed change adds to the feed of each agent it concerns (the same for all)."""
+
+    kind: FeedKind
+    actor: str
+    excerpt: str
+    time: int
+    conv: str = ""
+    message_seq: int = 0
+    task_id: str = ""
+    task_version: int = 0
+
+
+def feed_append(tx: Tx, agent: str, e: FeedEntry, in_inbox: bool = True) -> FeedRec:
+    """Append `e` to `agent`'s feed at its next feed seq."""
     seq = tx.scalar("UPDATE agent SET feed_seq = feed_seq + 1 WHERE id = ? RETURNING feed_seq", (agent,))
     if seq is None:
         raise NotFound(f"agent {agent!r} does not exist", reason="AGENT_NOT_FOUND")
@@ -91,34 +96,43 @@ def _feed_append(
     tx.exec(
         "INSERT INTO feed (agent, seq, kind, conv, message_seq, task_id, task_version, actor, excerpt, "
         "in_inbox, read_time, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-        (agent, seq, int(kind), conv, message_seq, task_id, task_version, actor, excerpt, in_inbox, t),
+        (
+            agent,
+            seq,
+            int(e.kind),
+            e.conv,
+            e.message_seq,
+            e.task_id,
+            e.task_version,
+            e.actor,
+            e.excerpt,
+            in_inbox,
+            e.time,
+        ),
     )
-    return FeedRec(agent, seq, kind, conv, message_seq, task_id, task_version, actor, excerpt, in_inbox, False, t)
+    return FeedRec(
+        agent,
+        seq,
+        e.kind,
+        e.conv,
+        e.message_seq,
+        e.task_id,
+        e.task_version,
+        e.actor,
+        e.excerpt,
+        in_inbox,
+        False,
+        e.time,
+    )
 
 
-def send_message(
-    tx: Tx,
-    sender: str,
-    device: str,
-    conv: str,
-    client_msg_id: str,
-    digest: str,
-    content: str,
-    payload_json: str | None,
-    mentions: tuple[str, ...],
-    excerpt: str,
-    signature: bytes,
-    signer_fp: str,
-    sign_time: int,
-    check: Callable[[], None] | None = None,
-    reply_to: int = 0,
-    auto_hops: int = 0,
-) -> SendResult:
+def send_message(tx: Tx, w: MessageWrite, check: Callable[[], None] | None = None) -> SendResult:
     """Commit one message: dedupe by (sender, client_msg_id), next seq, feed entries. `check` (the
     signature check) runs first, here in the writer thread, and may refuse the message. A
     `reply_to` must name a message of the same conversation that already exists."""
     if check is not None:
         check()
+    sender, conv, client_msg_id = w.sender, w.conv, w.client_msg_id
     prior = tx.one(
         "SELECT conv, seq, digest FROM message WHERE sender = ? AND client_msg_id = ?", (sender, client_msg_id)
     )
@@ -130,7 +144,7 @@ def send_message(
         )
         prior = pruned
     if prior is not None:
-        if prior[2] != digest:
+        if prior[2] != w.digest:
             raise AlreadyExists(
                 f"client_msg_id {client_msg_id!r} was already used by {sender!r} for a different message "
                 f"({prior[0]} seq {prior[1]}); use a new id for new content",
@@ -154,6 +168,7 @@ def send_message(
                 reason="NOT_A_MEMBER",
             )
         recipient = ""
+    reply_to = w.reply_to
     if reply_to:
         # Checked before anything is written: a refused op in a group commit is not rolled back.
         last = tx.scalar("SELECT last_seq FROM conversation WHERE id = ?", (conv,)) or 0
@@ -182,40 +197,40 @@ def send_message(
             conv,
             seq,
             sender,
-            device,
+            w.device,
             client_msg_id,
-            content,
-            payload_json,
+            w.content,
+            w.payload_json,
             t,
-            ",".join(mentions),
-            signature or None,
-            signer_fp,
-            sign_time,
+            ",".join(w.mentions),
+            w.signature or None,
+            w.signer_fp,
+            w.sign_time,
             reply_to,
-            auto_hops,
-            digest,
+            w.auto_hops,
+            w.digest,
         ),
     )
     feed: list[FeedRec] = []
-    for agent in mentions:
-        if agent != sender:
-            feed.append(_feed_append(tx, agent, FeedKind.MENTION, conv, seq, "", 0, sender, excerpt, True, t))
+    if w.mentions:
+        mention = FeedEntry(FeedKind.MENTION, sender, w.excerpt, t, conv, seq)
+        feed.extend(feed_append(tx, agent, mention) for agent in w.mentions if agent != sender)
     if recipient and recipient != sender:
-        feed.append(_feed_append(tx, recipient, FeedKind.DIRECT_MESSAGE, conv, seq, "", 0, sender, excerpt, True, t))
+        feed.append(feed_append(tx, recipient, FeedEntry(FeedKind.DIRECT_MESSAGE, sender, w.excerpt, t, conv, seq)))
     msg = MessageRec(
         conv,
         seq,
         sender,
-        device,
+        w.device,
         client_msg_id,
-        content,
-        payload_json,
+        w.content,
+        w.payload_json,
         t,
-        mentions,
-        signature,
-        signer_fp,
-        sign_time,
+        w.mentions,
+        w.signature,
+        w.signer_fp,
+        w.sign_time,
         reply_to,
-        auto_hops,
+        w.auto_hops,
     )
     return SendResult(msg, False, tuple(feed))
