@@ -1,10 +1,11 @@
-"""Plain values that cross layers (store → domain → rpc). Times are integer microseconds (UTC)."""
+"""Plain values that cross layers (store → domain → live → rpc). Times are integer microseconds (UTC)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import time
+from typing import Any
 
 # Ids and conversation ids are part of the wire contract, shared with the client.
 from agentnet_client.wire import (  # noqa: F401 - re-exported for the server's layers
@@ -185,6 +186,31 @@ class SendResult:
     message: MessageRec
     duplicate: bool
     feed: tuple[FeedRec, ...]
+
+
+# -- published: what the domain hands the live core after a commit --------------------------------
+
+# Envelope kinds.
+MESSAGE = "message"
+FEED = "feed"
+
+
+class Envelope:
+    """One sequenced event (a message, or an inbox item) for many recipients: the domain makes one
+    per committed event (or per replayed one) and the live core pushes the same object to every
+    recipient session. Each output format (live/format.py) renders it once and caches the result
+    here for every other recipient: `data` holds the serialized ServerEvent (live/encode.py
+    `encode`), `text` a second format's rendering (the REST event stream's SSE frame)."""
+
+    __slots__ = ("conv", "data", "kind", "rec", "seq", "text")
+
+    def __init__(self, kind: str, conv: str, seq: int, rec: Any) -> None:
+        self.kind = kind
+        self.conv = conv
+        self.seq = seq
+        self.rec = rec
+        self.data: bytes | None = None
+        self.text: Any = None
 
 
 # -- writes: what the domain hands the store, built once per request ------------------------------

@@ -543,8 +543,19 @@ def test_sse_frames_are_made_from_messages_as_from_the_serialized_events() -> No
     from agentnet_server.errors import ResourceExhausted
     from agentnet_server.live import encode
     from agentnet_server.live.format import PROTOBUF
-    from agentnet_server.live.hub import FEED, MESSAGE, Envelope, Event, PresenceChange
-    from agentnet_server.records import AgentRec, FeedKind, FeedRec, MessageRec, TaskChangeRec, TaskRec, TaskStatus
+    from agentnet_server.live.hub import Event, PresenceChange
+    from agentnet_server.records import (
+        FEED,
+        MESSAGE,
+        AgentRec,
+        Envelope,
+        FeedKind,
+        FeedRec,
+        MessageRec,
+        TaskChangeRec,
+        TaskRec,
+        TaskStatus,
+    )
     from agentnet_server.rest.sse import SseFormat, sse_frame
 
     inbox = "inbox:xiaoxing"

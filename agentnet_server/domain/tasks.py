@@ -19,9 +19,10 @@ import uuid
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from ..live.hub import FEED, Envelope
 from ..records import (
+    FEED,
     TERMINAL,
+    Envelope,
     FeedRec,
     TaskChangeWrite,
     TaskFilter,

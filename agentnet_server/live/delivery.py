@@ -23,10 +23,10 @@ from agentnet.v1 import events_pb2, resources_pb2
 
 from ..domain.network import Network
 from ..errors import AgentnetError
-from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX
+from ..records import DM_PREFIX, GROUP_PREFIX, INBOX_PREFIX, Envelope
 from . import encode
 from .format import Format
-from .hub import Envelope, Event, Session
+from .hub import Event, Session
 from .roster import Roster
 
 log = logging.getLogger("agentnet.session")

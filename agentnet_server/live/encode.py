@@ -16,8 +16,20 @@ from google.rpc import code_pb2
 from agentnet.v1 import events_pb2, resources_pb2
 
 from ..errors import AgentnetError
-from ..records import AgentRec, FeedKind, FeedRec, GroupRec, MemberRec, MessageRec, TaskChangeRec, TaskRec
-from .hub import FEED, MESSAGE, Envelope, Event, PresenceChange
+from ..records import (
+    FEED,
+    MESSAGE,
+    AgentRec,
+    Envelope,
+    FeedKind,
+    FeedRec,
+    GroupRec,
+    MemberRec,
+    MessageRec,
+    TaskChangeRec,
+    TaskRec,
+)
+from .hub import Event, PresenceChange
 
 
 def ts(us: int | None) -> timestamp_pb2.Timestamp | None:

@@ -4,7 +4,7 @@ The delivery engine (delivery.py) decides what a session receives and in which o
 `Format` decides what each of those events becomes for one transport, and `Delivery[T]` yields
 whatever its format makes. The engine hands the format two kinds of things:
 
-- `envelope(env)`: a sequenced event (a message or an inbox item, `hub.Envelope`) that every
+- `envelope(env)`: a sequenced event (a message or an inbox item, `records.Envelope`) that every
   recipient gets alike: a format renders it once and caches the rendering on the envelope
   (`data` for the protobuf bytes, `text` for a second format), so a fan-out to N sessions costs
   one rendering;
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
+from ..records import Envelope
 from . import encode
-from .hub import Envelope, Event
+from .hub import Event
 
 T_co = TypeVar("T_co", covariant=True)
 

@@ -18,31 +18,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..records import Envelope
+
 if TYPE_CHECKING:
     from agentnet.v1 import events_pb2
 
 log = logging.getLogger("agentnet.hub")
-
-# Envelope kinds.
-MESSAGE = "message"
-FEED = "feed"
-
-
-class Envelope:
-    """One sequenced event (a message, or an inbox item) for many recipients. Each output format
-    (live/format.py) renders it once and caches the result here for every other recipient:
-    `data` holds the serialized ServerEvent (encode.encode), `text` a second format's rendering
-    (the REST event stream's SSE frame)."""
-
-    __slots__ = ("conv", "data", "kind", "rec", "seq", "text")
-
-    def __init__(self, kind: str, conv: str, seq: int, rec: Any) -> None:
-        self.kind = kind
-        self.conv = conv
-        self.seq = seq
-        self.rec = rec
-        self.data: bytes | None = None
-        self.text: Any = None
 
 
 class Event:

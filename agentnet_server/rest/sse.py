@@ -26,8 +26,8 @@ from agentnet.v1 import events_pb2, resources_pb2
 
 from ..auth import Peer
 from ..live import encode
-from ..live.hub import Envelope, Event
-from ..records import inbox_conv
+from ..live.hub import Event
+from ..records import Envelope, inbox_conv
 from .errors import HttpError, bad_request, grpc_code
 
 log = logging.getLogger("agentnet.gateway")

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ...errors import InvalidArgument, NotFound, PermissionDenied
-from ...live.hub import FEED, MESSAGE, Envelope
 from ...records import (
+    FEED,
     GROUP_PREFIX,
+    MESSAGE,
+    Envelope,
     FeedRec,
     MessageRec,
     MessageWrite,

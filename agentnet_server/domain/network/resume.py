@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...live.hub import FEED, MESSAGE, Envelope
 from ...records import (
+    FEED,
     INBOX_PREFIX,
+    MESSAGE,
+    Envelope,
     FeedKind,
     FeedRec,
     inbox_conv,
