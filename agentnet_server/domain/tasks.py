@@ -127,7 +127,7 @@ class Tasks:
             c.task.assignee,
         )
         for item in c.feed:
-            self.net.hub.publish(
+            self.net.live.publish(
                 Envelope(FEED, inbox_conv(item.agent), item.seq, (item, (c.task, c.change))), (item.agent,)
             )
 

@@ -146,7 +146,11 @@ class PresenceChange:
 
 
 class Hub:
-    """Routes envelopes to sessions by agent; tracks presence; closes silent sessions."""
+    """Routes envelopes to sessions by agent; tracks presence; closes silent sessions.
+
+    The domain sees it through its own interface, `domain.live.Live` (publish, presence, the
+    effects of a membership change and catching up on sessions); the hub imports nothing from
+    the domain."""
 
     def __init__(
         self,
@@ -217,6 +221,10 @@ class Hub:
         """Connected here, or (with several replicas) on another replica."""
         return agent_id in self.by_agent or agent_id in self.remote
 
+    def has_sessions(self, agent_id: str) -> bool:
+        """Has a live session on this replica."""
+        return agent_id in self.by_agent
+
     def remote_presence(self, replica: str, online: Iterable[str], offline: Iterable[str], ttl: float) -> None:
         """What another replica says about its sessions; its word on an agent lasts `ttl` seconds."""
         expires = time.monotonic() + ttl
@@ -273,6 +281,33 @@ class Hub:
                 s.close(status, message, reason)
                 n += 1
         return n
+
+    # -- memberships and catching up ----------------------------------------------------------
+
+    def member_joined(self, agent_id: str, conv: str, seq: int) -> None:
+        """The agent's sessions deliver the conversation after `seq`; a session that already has
+        a cursor for it keeps that cursor."""
+        for s in self.by_agent.get(agent_id, ()):
+            if s.cursors.get(conv) is None:
+                s.cursors[conv] = seq
+
+    def member_left(self, agent_id: str, conv: str) -> None:
+        """The agent's sessions deliver nothing more of the conversation."""
+        for s in self.by_agent.get(agent_id, ()):
+            s.cursors[conv] = None
+
+    def catch_up(self, agent_id: str, conv: str) -> None:
+        """The agent's sessions read the conversation from the store before going live again."""
+        for s in self.by_agent.get(agent_id, ()):
+            s.dropped_convs.add(conv)
+            s.lagging = True
+            s.wake.set()
+
+    def catch_up_all(self) -> None:
+        """Every session catches up from the store before going live again."""
+        for s in self.sessions():
+            s.lagging = True
+            s.wake.set()
 
     # -- presence -----------------------------------------------------------------------------
 

@@ -220,14 +220,14 @@ class Chat(Groups):
         )
         env = Envelope(MESSAGE, msg.conversation, msg.seq, msg)
         if msg.conversation.startswith(GROUP_PREFIX):
-            self.hub.publish(env, self.members.get(msg.group_id, ()))
+            self.live.publish(env, self.members.get(msg.group_id, ()))
         else:
-            self.hub.publish(env, (msg.sender, msg.recipient))
+            self.live.publish(env, (msg.sender, msg.recipient))
         self.publish_feed(result.feed, msg)
 
     def publish_feed(self, feed: Iterable[FeedRec], ref: Any) -> None:
         for item in feed:
-            self.hub.publish(Envelope(FEED, inbox_conv(item.agent), item.seq, (item, ref)), (item.agent,))
+            self.live.publish(Envelope(FEED, inbox_conv(item.agent), item.seq, (item, ref)), (item.agent,))
 
     def _check_reader(self, agent_id: str, conv: str) -> None:
         if conv.startswith(GROUP_PREFIX):

@@ -23,10 +23,7 @@ class Groups(Registry):
         self.members.setdefault(group_id, set()).add(member.agent_id)
         self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
         self._resolvers.pop(group_id, None)
-        conv = group_conv(group_id)
-        for s in self.hub.by_agent.get(member.agent_id, ()):
-            if s.cursors.get(conv) is None:
-                s.cursors[conv] = member.joined_seq
+        self.live.member_joined(member.agent_id, group_conv(group_id), member.joined_seq)
 
     def _cache_leave(self, group_id: str, agent_id: str) -> None:
         self.members.get(group_id, set()).discard(agent_id)
@@ -34,9 +31,7 @@ class Groups(Registry):
             self.empty_since.setdefault(group_id, time.monotonic())
         self.agent_groups.get(agent_id, set()).discard(group_id)
         self._resolvers.pop(group_id, None)
-        conv = group_conv(group_id)
-        for s in self.hub.by_agent.get(agent_id, ()):
-            s.cursors[conv] = None
+        self.live.member_left(agent_id, group_conv(group_id))
 
     def _check_group_id(self, group_id: str) -> str:
         return validate.check_id("group_id", group_id)
@@ -155,9 +150,6 @@ class Groups(Registry):
         for agent_id, m in now.items():
             if agent_id not in before:
                 self._cache_join(group_id, m)
-                for s in self.hub.by_agent.get(agent_id, ()):
-                    # Joined through another replica: what that replica fanned out before this
-                    # cache knew comes from the store.
-                    s.dropped_convs.add(group_conv(group_id))
-                    s.lagging = True
-                    s.wake.set()
+                # Joined through another replica: what that replica fanned out before this
+                # cache knew comes from the store.
+                self.live.catch_up(agent_id, group_conv(group_id))

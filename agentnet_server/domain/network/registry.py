@@ -59,7 +59,7 @@ class Registry(State):
     def list_agents(self, online_only: bool, page_size: int, token: str) -> tuple[list[AgentRec], str]:
         size = validate.page_size(page_size)
         after = validate.decode_token("agents", token) or ""
-        ids = sorted(a for a in self.agents if a > after and (not online_only or self.hub.online(a)))
+        ids = sorted(a for a in self.agents if a > after and (not online_only or self.live.online(a)))
         page = ids[:size]
         nxt = validate.encode_token("agents", page[-1]) if len(ids) > size else ""
         return [self.agents[i] for i in page], nxt

@@ -28,7 +28,7 @@ class Network(Resume):
             await self._resync()
             return
         if "po" in data or "pf" in data:
-            self.hub.remote_presence(
+            self.live.remote_presence(
                 str(data.get("r")), data.get("po", ()), data.get("pf", ()), 3 * self.settings.heartbeat_interval
             )
         for agent_id in data.get("a", ()):
@@ -42,13 +42,13 @@ class Network(Resume):
                 audience: Iterable[str] = self.members.get(conv[len(GROUP_PREFIX) :], ())
             else:
                 audience = dm_parties(conv)
-            if any(a in self.hub.by_agent for a in audience):
+            if any(self.live.has_sessions(a) for a in audience):
                 for env in await self.fetch("", conv, lo - 1):
-                    self.hub.publish(env, audience)
+                    self.live.publish(env, audience)
         for agent, lo in _lowest(data.get("f", ())).items():
-            if agent in self.hub.by_agent:
+            if self.live.has_sessions(agent):
                 for env in await self.fetch(agent, inbox_conv(agent), lo - 1):
-                    self.hub.publish(env, (agent,))
+                    self.live.publish(env, (agent,))
 
     async def _resync(self) -> None:
         """After missing notifications: re-read the caches and let every session catch up."""
@@ -61,9 +61,7 @@ class Network(Resume):
             by_group.setdefault(m.group_id, []).append(m)
         for group_id in by_group.keys() | self.members.keys():
             self._apply_members(group_id, by_group.get(group_id, []))
-        for s in self.hub.sessions():
-            s.lagging = True
-            s.wake.set()
+        self.live.catch_up_all()
 
     async def joined_seq(self, agent_id: str, conv: str) -> int | None:
         """Where live delivery of a group starts for a member (None: not a member)."""

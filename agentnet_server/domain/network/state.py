@@ -12,7 +12,6 @@ from typing import Any
 
 from ...config import Settings
 from ...errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from ...live.hub import Hub
 from ...records import (
     AgentRec,
     FeedRec,
@@ -21,6 +20,7 @@ from ...records import (
 from ...store import hygiene, ops
 from ...store.db import Database
 from .. import mentions, validate
+from ..live import Live
 
 log = logging.getLogger("agentnet.network")
 
@@ -57,10 +57,10 @@ def _ref_key(item: FeedRec) -> Any:
 
 
 class State:
-    def __init__(self, settings: Settings, db: Database, hub: Hub) -> None:
+    def __init__(self, settings: Settings, db: Database, live: Live) -> None:
         self.settings = settings
         self.db = db
-        self.hub = hub
+        self.live = live  # the live sessions (the hub, given by the app)
         self.agents: dict[str, AgentRec] = {}
         self.name_keys: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}
