@@ -1,4 +1,5 @@
-"""Composition root: builds store, hub, domain and rpc; runs and stops the server gracefully."""
+"""Composition root: builds store, hub, domain and rpc (the domain gets the hub as its `Live`);
+runs and stops the server gracefully."""
 
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ from agentnet_client import wire
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("agentnet_server", "agentnet_client", "agentnet_bench")
 WIRE = "agentnet_client.wire"
+# The layers above the domain, in agentnet_server.
+UPPER = ("live", "rpc", "rest")
 
 
 def module_name(root: pathlib.Path, path: pathlib.Path) -> str:
@@ -137,6 +139,11 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                 out.append(f"{mod} imports {dep}: only the `agentnet bench` command loads the benchmark")
             if _under(mod, "agentnet_server.domain") and top in ("grpc", "aiohttp", "peewee", "playhouse"):
                 out.append(f"{mod} imports {dep}: the domain knows no transport and no ORM")
+            if _under(mod, "agentnet_server.domain") and any(_under(dep, f"agentnet_server.{up}") for up in UPPER):
+                out.append(
+                    f"{mod} imports {dep}: the domain imports nothing from the layers above it "
+                    "(it reaches the live sessions through its own interface, domain/live.py)"
+                )
             if _under(mod, "agentnet_server.live") and top in ("grpc", "aiohttp"):
                 out.append(f"{mod} imports {dep}: the live core knows no transport (adapters are in rpc/ and rest/)")
             if top in ("peewee", "playhouse") and not _under(mod, "agentnet_server.store"):
@@ -160,6 +167,9 @@ BROKEN = {
     "library loads bench": {"agentnet_client/x.py": "import agentnet_bench.bench\n"},
     "domain imports grpc": {"agentnet_server/domain/x.py": "import grpc\n"},
     "domain imports aiohttp": {"agentnet_server/domain/x.py": "from aiohttp import web\n"},
+    "domain imports live": {"agentnet_server/domain/x.py": "from ..live.hub import Hub\n"},
+    "domain imports rpc": {"agentnet_server/domain/x.py": "def f():\n    from ..rpc import convert\n"},
+    "domain imports rest": {"agentnet_server/domain/x.py": "import agentnet_server.rest.sse\n"},
     "live imports grpc": {"agentnet_server/live/x.py": "import grpc\n"},
     "live imports aiohttp": {"agentnet_server/live/x.py": "from aiohttp import web\n"},
     "peewee outside store": {"agentnet_server/rpc/x.py": "import peewee\n"},

@@ -1,4 +1,5 @@
-"""The network's use cases: registry, groups, chat and resume. Transport-free.
+"""The network's use cases: registry, groups, chat and resume. Transport-free; live sessions are
+reached only through the domain's own interface, `domain.live.Live` (the hub, given by the app).
 
 Caches of agents and memberships live here and change only in post-commit callbacks, which
 run on the event loop in commit order, so fan-out always sees the membership that the store

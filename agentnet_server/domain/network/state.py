@@ -1,5 +1,6 @@
-"""The network's shared state (caches of agents and memberships), the records its use cases
-return, and the acting-agent rule. The commands they take live in domain/commands.py."""
+"""The network's shared state (caches of agents and memberships, the live sessions as a `Live`),
+the records its use cases return, and the acting-agent rule. The commands they take live in
+domain/commands.py."""
 
 from __future__ import annotations
 
