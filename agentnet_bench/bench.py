@@ -332,6 +332,8 @@ class Bench:
         }
 
     async def run_load(self, set_name: str, server: Proc, plan: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        # Every load process takes its members' starting cursors before any process sends.
+        await self.all_workers("arm", lambda i: {"set": set_name, "plan": plan})
         cpu0 = server.cpu()
         replies = await self.all_workers("run", lambda i: {"set": set_name, "plan": plan, **kw})
         cpu1 = server.cpu()

@@ -371,6 +371,7 @@ class Worker:
         self.reset()
         self._done = asyncio.Event()
         self._receivers = 0
+        self._armed: tuple[str, dict[str, int]] | None = None  # (set, expected new messages per conversation)
         self.caught_ups = 0
         self.refused = 0
 
@@ -502,11 +503,11 @@ class Worker:
             "last_error": self.last_error,
         }
 
-    async def cmd_run(self, c: dict[str, Any]) -> dict[str, Any]:
-        """Senders in the plan that live here send; every local member of a planned group waits
-        until it has the planned number of new messages there (or progress stalls)."""
+    async def cmd_arm(self, c: dict[str, Any]) -> dict[str, Any]:
+        """Before a run: take every local member's starting cursor in the planned groups. The
+        controller arms all load processes before any of them sends; a process that took its
+        starting cursors after another had begun sending would miss the first deliveries."""
         sessions = self.sets[c["set"]]
-        by_agent = {s.agent: s for s in sessions}
         expect: dict[str, int] = {}
         for p in c["plan"]:
             conv = "group:" + p["group"]
@@ -527,6 +528,20 @@ class Worker:
                 self._receivers += 1
         if not self._receivers:
             self._done.set()
+        self._armed = (c["set"], expect)
+        return {"receivers": self._receivers}
+
+    async def cmd_run(self, c: dict[str, Any]) -> dict[str, Any]:
+        """Senders in the plan that live here send; every local member of a planned group waits
+        until it has the planned number of new messages there (or progress stalls). Arms itself
+        when the controller did not (a run on one load process)."""
+        if self._armed is None or self._armed[0] != c["set"]:
+            await self.cmd_arm(c)
+        assert self._armed is not None
+        expect = self._armed[1]
+        self._armed = None
+        sessions = self.sets[c["set"]]
+        by_agent = {s.agent: s for s in sessions}
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         senders = [
             asyncio.create_task(
