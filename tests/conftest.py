@@ -295,16 +295,3 @@ def pg_database() -> Iterator[str]:
     yield base.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow are spread evenly through the run order (the rest keep theirs): parallel
-    workers take contiguous shares of the list, so each share gets some of the long tests early
-    instead of one worker meeting several of them at the end while the others have finished."""
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    if not slow:
-        return
-    rest = [item for item in items if item.get_closest_marker("slow") is None]
-    at = {len(items) * j // len(slow): item for j, item in enumerate(slow)}
-    it = iter(rest)
-    items[:] = [at[i] if i in at else next(it) for i in range(len(items))]

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from agentnet.v1 import resources_pb2
@@ -388,7 +387,6 @@ async def test_loop_guard_and_hop_limit(clients: Clients) -> None:
     assert "Traceback" not in err_a + err_b, err_a + err_b
 
 
-@pytest.mark.slow
 async def test_outage_keeps_order_once_each_and_signals_stop_fast(clients: Clients) -> None:
     """Gateway down: SIGTERM while backing off exits within 2 s; three mentions during the outage
     are answered in order, once each, when it is back; a burst during a running turn is batched."""

@@ -107,7 +107,6 @@ def test_server_start_up_failures_are_one_line(certs: pki.CertsDir, tmp_path: pa
     assert r.returncode == 0 and r.stdout.startswith("agentnet-server ")
 
 
-@pytest.mark.slow
 def test_client_failures_are_one_line_with_a_hint(
     make_server, certs: pki.CertsDir, tmp_path: pathlib.Path, silent_listener: int
 ) -> None:  # type: ignore[no-untyped-def]
@@ -156,7 +155,6 @@ def test_client_failures_are_one_line_with_a_hint(
     assert "Traceback" in r.stderr
 
 
-@pytest.mark.slow
 def test_forgiving_cli(make_server, certs: pki.CertsDir, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
     server: ServerProc = make_server()
     base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTNET_")}

@@ -29,8 +29,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = pathlib.Path(sys.prefix)
 DEVICES = {"VPS": "vps", "MacBook": "macbook", "Mac Mini": "macmini", "new device": "air"}
@@ -226,7 +224,6 @@ def _accepts(port: int) -> bool:
         return False
 
 
-@pytest.mark.slow
 def test_readme_walk_through_and_rest_section_work_as_written(tmp_path: pathlib.Path) -> None:
     blocks = sections()
     walk = Walk(tmp_path)

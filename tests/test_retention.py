@@ -9,8 +9,6 @@ import pathlib
 import sqlite3
 from typing import Any
 
-import pytest
-
 from agentnet_client import Client
 from tests.conftest import Clients, ServerProc
 
@@ -58,7 +56,6 @@ async def _wait_pruned(server: ServerProc, count: int, timeout: float = 4 * RETE
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.slow
 async def test_resume_across_deleted_history_reports_the_gap_once(make_server: Any, tmp_path: pathlib.Path) -> None:
     server: ServerProc = make_server(retention_days=RETENTION_S / 86_400, prune_interval=0.2)
     cs = Clients(server.certs, server, tmp_path)

@@ -361,7 +361,6 @@ def test_server_on_postgresql(make_server, pg_database: str) -> None:  # type: i
     server.stop()
 
 
-@pytest.mark.slow
 def test_bench_runs_every_scenario_against_the_raw_ceiling_and_loses_nothing() -> None:
     """`agentnet bench` at toy sizes: the pipeline (own server, raw ceiling, load processes,
     report) works end to end. Figures are not asserted here; `make bench` measures them."""
