@@ -6,9 +6,9 @@ The names below load their modules when first used: `agentnet` builds its argume
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import attributes
 from .options import KINDS, BridgeOptions, GatewayConfig
 
 if TYPE_CHECKING:
@@ -35,8 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = attributes(__name__, _LAZY)
