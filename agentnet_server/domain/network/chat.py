@@ -195,9 +195,7 @@ class Chat(Groups):
         if self.db.replica is None:
             return
         if target.to_agent and target.to_agent not in self.agents:
-            rec = await self.db.read(ops.agent_get, target.to_agent)
-            if rec is not None:
-                self._cache_agent(rec)
+            await self._refresh_agent(target.to_agent)
         if target.group_id:
             stale = not self.is_member(agent_id, target.group_id)
             if not stale and ("@" in content or explicit):

@@ -19,6 +19,7 @@ from .registry import Registry
 
 class Groups(Registry):
     def _cache_join(self, group_id: str, member: MemberRec) -> None:
+        self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
         self.empty_since.pop(group_id, None)
         self.members.setdefault(group_id, set()).add(member.agent_id)
         self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
@@ -26,6 +27,7 @@ class Groups(Registry):
         self.live.member_joined(member.agent_id, group_conv(group_id), member.joined_seq)
 
     def _cache_leave(self, group_id: str, agent_id: str) -> None:
+        self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
         self.members.get(group_id, set()).discard(agent_id)
         if not self.members.get(group_id):
             self.empty_since.setdefault(group_id, time.monotonic())
@@ -134,12 +136,19 @@ class Groups(Registry):
         return agent_id in self.members.get(group_id, ())
 
     async def _refresh_group(self, group_id: str) -> None:
-        rows = await self.db.read(ops.members_page, group_id, "", 10**9)
-        for agent_id in {m.agent_id for m in rows} - self.agents.keys():
-            rec = await self.db.read(ops.agent_get, agent_id)
-            if rec is not None:
-                self._cache_agent(rec)
-        self._apply_members(group_id, rows)
+        """Make the cached members of a group what the store says now.
+
+        A join or leave committed here while the read was under way is newer than the read: the
+        read is then taken again rather than applied (applying it would drop a member who just
+        joined, and with him the messages other replicas send to the group)."""
+        while True:
+            seen = self.member_changes.get(group_id, 0)
+            rows = await self.db.read(ops.members_page, group_id, "", 10**9)
+            for agent_id in {m.agent_id for m in rows} - self.agents.keys():
+                await self._refresh_agent(agent_id)
+            if self.member_changes.get(group_id, 0) == seen:
+                self._apply_members(group_id, rows)
+                return
 
     def _apply_members(self, group_id: str, rows: list[MemberRec]) -> None:
         """Make the cached members of a group what the store says (rows: all of them)."""

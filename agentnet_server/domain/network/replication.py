@@ -32,9 +32,7 @@ class Network(Resume):
                 str(data.get("r")), data.get("po", ()), data.get("pf", ()), 3 * self.settings.heartbeat_interval
             )
         for agent_id in data.get("a", ()):
-            rec = await self.db.read(ops.agent_get, agent_id)
-            if rec is not None:
-                self._cache_agent(rec)
+            await self._refresh_agent(agent_id)
         for group_id in data.get("g", ()):
             await self._refresh_group(group_id)
         for conv, lo in _lowest(data.get("m", ())).items():
@@ -51,16 +49,31 @@ class Network(Resume):
                     self.live.publish(env, (agent,))
 
     async def _resync(self) -> None:
-        """After missing notifications: re-read the caches and let every session catch up."""
-        for a in await self.db.read(ops.agents_all):
-            self._cache_agent(a)
+        """After missing notifications: re-read the caches and let every session catch up.
+
+        An entry that changed here while the reads were under way is re-read on its own instead
+        (see _refresh_group): the bulk read may predate that change."""
+        agents_seen = dict(self.agent_changes)
+        members_seen = dict(self.member_changes)
+        agents = await self.db.read(ops.agents_all)
         # All memberships in one read (not one per group): a short connection loss on a large
         # network must not keep the replica out of service past the outage grace.
         by_group: dict[str, list[MemberRec]] = {}
         for m in await self.db.read(ops.members_all):
             by_group.setdefault(m.group_id, []).append(m)
-        for group_id in by_group.keys() | self.members.keys():
-            self._apply_members(group_id, by_group.get(group_id, []))
+        stale_agents = {a.id for a in agents if self.agent_changes.get(a.id, 0) != agents_seen.get(a.id, 0)}
+        for a in agents:
+            if a.id not in stale_agents:
+                self._cache_agent(a)
+        groups = by_group.keys() | self.members.keys()
+        stale_groups = {g for g in groups if self.member_changes.get(g, 0) != members_seen.get(g, 0)}
+        for group_id in groups:
+            if group_id not in stale_groups:
+                self._apply_members(group_id, by_group.get(group_id, []))
+        for agent_id in stale_agents:
+            await self._refresh_agent(agent_id)
+        for group_id in stale_groups:
+            await self._refresh_group(group_id)
         self.live.catch_up_all()
 
     async def joined_seq(self, agent_id: str, conv: str) -> int | None:

@@ -67,6 +67,11 @@ class State:
         self.members: dict[str, set[str]] = {}
         self.agent_groups: dict[str, set[str]] = {}
         self.agents_version = 0  # bumped when an agent's profile changes (caches key on it)
+        # Changes made to each cached agent and each group's cached members. A refresh from the
+        # store applies its read only if nothing changed the entry while the read was under way:
+        # a local commit seen meanwhile is newer than the read and must not be undone by it.
+        self.agent_changes: dict[str, int] = {}
+        self.member_changes: dict[str, int] = {}
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
         # Set by the tasks module: loads the tasks that feed items refer to.
@@ -128,6 +133,7 @@ class State:
 
     def _cache_agent(self, a: AgentRec) -> None:
         self.agents_version += 1
+        self.agent_changes[a.id] = self.agent_changes.get(a.id, 0) + 1
         old = self.agents.get(a.id)
         if old is not None:
             self.name_keys.pop(validate.name_key(old.display_name), None)
@@ -136,3 +142,14 @@ class State:
         if old is None or old.display_name != a.display_name:
             self._resolvers.clear()
             self._known = None
+
+    async def _refresh_agent(self, agent_id: str) -> None:
+        """Re-read an agent into the cache, unless a newer change reached the cache during the read."""
+        while True:
+            seen = self.agent_changes.get(agent_id, 0)
+            rec = await self.db.read(ops.agent_get, agent_id)
+            if self.agent_changes.get(agent_id, 0) != seen:
+                continue  # changed while reading: the read may predate it
+            if rec is not None:
+                self._cache_agent(rec)
+            return
