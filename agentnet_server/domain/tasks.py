@@ -15,7 +15,6 @@ either of them may add a note, and the assignee may update the result, without c
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -135,12 +134,9 @@ class Tasks:
         """The signature covers the fields exactly as the client sent them."""
         assignee, group_id, priority, due_time = cmd.assignee, cmd.group_id, cmd.priority, cmd.due_time
         signed = cmd.signed
-        if not cmd.client_task_id and (signed.signature or self.net.settings.require_signatures):
-            raise InvalidArgument(
-                "client_task_id is empty: a signed task needs one chosen by the creator (the signature covers "
-                "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
-                reason="BAD_CLIENT_ID",
-            )
+        cid = validate.idempotency_key(
+            "client_task_id", cmd.client_task_id, bool(signed.signature or self.net.settings.require_signatures)
+        )
         signatures.check_task_create(cmd, signatures.Policy.of(self.net.settings))
         title = validate.check_text("title", cmd.title.strip(), MAX_TITLE, required=True)
         validate.check_text("description", cmd.description, MAX_TEXT, single_line=False)
@@ -151,7 +147,6 @@ class Tasks:
             raise InvalidArgument(f"priority {priority} is not a TaskPriority", reason="BAD_PRIORITY")
         if due_time < 0:
             raise InvalidArgument("due_time must be after 1970", reason="BAD_DUE_TIME")
-        cid = validate.client_id("client_task_id", cmd.client_task_id or f"srv-{uuid.uuid4().hex}")
         digest = validate.digest(title, cmd.description, assignee, group_id, str(priority or 2), str(due_time))
         write = TaskWrite(
             cmd.creator,

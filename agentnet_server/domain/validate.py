@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import unicodedata
+import uuid
 from typing import Any
 
 from agentnet_client.wire import MAX_AUTO_HOPS
@@ -94,6 +95,22 @@ def client_id(what: str, value: str) -> str:
             metadata={"field": what},
         )
     return value
+
+
+def idempotency_key(what: str, value: str, signed: bool) -> str:
+    """A request's client-chosen id (`what`: client_msg_id, client_task_id), or a fresh one made
+    here when the client sent none (a retry of that request is then not idempotent). A signed
+    request must carry its own: the signature covers it, so the server cannot make one up."""
+    if not value:
+        if signed:
+            raise InvalidArgument(
+                f"{what} is empty: a signed request needs one chosen by the client (the signature covers "
+                "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
+                reason="BAD_CLIENT_ID",
+                metadata={"field": what},
+            )
+        return f"srv-{uuid.uuid4().hex}"
+    return client_id(what, value)
 
 
 def content(value: str, max_bytes: int, has_payload: bool) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -96,13 +95,9 @@ class Chat(Groups):
         reply_to, auto_hops = cmd.reply_to, cmd.auto_hops
         conv = self.conversation_of(agent_id, target)
         validate.reply_ref(reply_to, auto_hops)
-        if not client_msg_id and (signed.signature or self.settings.require_signatures):
-            raise InvalidArgument(
-                "client_msg_id is empty: a signed message needs one chosen by the sender (the signature covers "
-                "it, so the server cannot make one up); use a fresh unique id such as a UUID (docs/signing.md)",
-                reason="BAD_CLIENT_ID",
-            )
-        client_msg_id = validate.client_id("client_msg_id", client_msg_id or f"srv-{uuid.uuid4().hex}")
+        client_msg_id = validate.idempotency_key(
+            "client_msg_id", client_msg_id, bool(signed.signature or self.settings.require_signatures)
+        )
         validate.content(content, self.settings.max_content_bytes, payload is not None)
         payload_json = validate.payload(payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
         if len(explicit_mentions) > self.settings.max_mentions:
