@@ -298,7 +298,10 @@ class GroupWrite:
 @dataclasses.dataclass(frozen=True, slots=True)
 class AgentWrite:
     """An agent registration (or profile update) by a device, as the store commits it; `name_key`
-    is the display name's uniqueness key."""
+    is the display name's uniqueness key. `keep` names the profile fields ("display_name", "role",
+    "description") the request left empty: an existing agent keeps what the store holds for them
+    (read in the transaction, so a change made through another replica is not undone by a cache
+    that has not heard of it yet); a new agent gets the values given here."""
 
     device: str
     agent_id: str
@@ -306,3 +309,4 @@ class AgentWrite:
     name_key: str
     role: str
     description: str
+    keep: frozenset[str] = frozenset()

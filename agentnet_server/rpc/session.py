@@ -425,10 +425,15 @@ class Conn(Generic[T]):
         for c in ev.ack.cursors:
             convert.check_seq("ack seq", c.seq)
             known = self.s.cursors.get(c.conversation, -1)
-            if c.conversation != mine and (known is None or known == -1):
-                raise InvalidArgument(
-                    f"ack for {c.conversation!r}: not a conversation of this stream", reason="BAD_CURSOR"
-                )
+            if c.conversation != mine:
+                if known == -1:
+                    raise InvalidArgument(
+                        f"ack for {c.conversation!r}: not a conversation of this stream", reason="BAD_CURSOR"
+                    )
+                if known is None:
+                    # Left while the ack was on its way: nothing more of it is delivered, so its
+                    # ack no longer matters; the acks after it in this event still count.
+                    continue
             if known is not None and c.seq > known:
                 raise InvalidArgument(
                     f"ack for {c.conversation!r} seq {c.seq} is beyond what this stream delivered ({known})",

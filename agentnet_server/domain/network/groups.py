@@ -20,6 +20,7 @@ from .registry import Registry
 class Groups(Registry):
     def _cache_join(self, group_id: str, member: MemberRec) -> None:
         self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
+        self.membership_changes[member.agent_id] = self.membership_changes.get(member.agent_id, 0) + 1
         self.empty_since.pop(group_id, None)
         self.members.setdefault(group_id, set()).add(member.agent_id)
         self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
@@ -28,6 +29,7 @@ class Groups(Registry):
 
     def _cache_leave(self, group_id: str, agent_id: str) -> None:
         self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
+        self.membership_changes[agent_id] = self.membership_changes.get(agent_id, 0) + 1
         self.members.get(group_id, set()).discard(agent_id)
         if not self.members.get(group_id):
             self.empty_since.setdefault(group_id, time.monotonic())

@@ -19,8 +19,13 @@ class Registry(State):
     ) -> tuple[AgentRec, bool]:
         validate.check_id("agent id", agent_id)
         existing = self.agents.get(agent_id)
+        # Empty fields keep what is stored, so reconnecting with just the id renames nothing. The
+        # store fills them in its transaction (`keep`): with replicas this cache may trail a rename
+        # made through another one, and writing its values back would undo that rename.
+        keep = frozenset(
+            f for f, v in (("display_name", display_name), ("role", role), ("description", description)) if not v
+        )
         if existing is not None:
-            # Empty fields keep what is stored, so reconnecting with just the id renames nothing.
             display_name = display_name or existing.display_name
             role = role or existing.role
             description = description or existing.description
@@ -37,7 +42,7 @@ class Registry(State):
             return existing, False
         rec, created = await self.db.write(
             ops.register_agent,
-            AgentWrite(device, agent_id, name, key, role, description),
+            AgentWrite(device, agent_id, name, key, role, description, keep),
             self.settings.max_agents_per_device,
             on_commit=lambda r: self._cache_agent(r[0]),
         )

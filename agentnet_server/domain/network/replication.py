@@ -93,3 +93,4 @@ class Network(Resume):
         a = self.agents.get(agent_id)
         if a is not None and (a.last_seen or 0) < t:
             self.agents[agent_id] = dataclasses.replace(a, last_seen=t)
+            self.agent_changes[agent_id] = self.agent_changes.get(agent_id, 0) + 1

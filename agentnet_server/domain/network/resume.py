@@ -28,7 +28,20 @@ class Resume(Chat):
         Conversation cursors come from the client, else from what this device acknowledged,
         else from the join point. Cursors for conversations the agent is not in are ignored; a
         cursor beyond a conversation's head is clamped to the head (caught_up reports the heads).
+
+        The result matches the membership cache when it is returned: a join or leave of the agent
+        committed while the reads were under way could not reach a session that is not attached
+        yet, so the reads are taken again. The caller attaches the session before it next awaits.
         """
+        while True:
+            seen = self.membership_changes.get(agent_id, 0)
+            cursors, heads = await self._resume_cursors(agent_id, device, given)
+            if self.membership_changes.get(agent_id, 0) == seen:
+                return cursors, heads
+
+    async def _resume_cursors(
+        self, agent_id: str, device: str, given: dict[str, int]
+    ) -> tuple[dict[str, int | None], dict[str, int]]:
         # Through the writer queue (read-only): delivery acks the previous connection queued are
         # committed first, so a client that resumes from server-side acks gets no duplicates.
         heads_and_starts, acked, feed_head = await self.db.write(ops.resume_state, agent_id, device)

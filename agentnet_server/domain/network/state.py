@@ -71,7 +71,8 @@ class State:
         # store applies its read only if nothing changed the entry while the read was under way:
         # a local commit seen meanwhile is newer than the read and must not be undone by it.
         self.agent_changes: dict[str, int] = {}
-        self.member_changes: dict[str, int] = {}
+        self.member_changes: dict[str, int] = {}  # per group
+        self.membership_changes: dict[str, int] = {}  # per agent: its joins and leaves
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
         # Set by the tasks module: loads the tasks that feed items refer to.
@@ -91,19 +92,25 @@ class State:
             self.empty_since[g] = started
 
     async def expire_empty_groups(self, now: float | None = None) -> list[str]:
-        """Delete groups that have had no members for settings.empty_group_ttl seconds."""
+        """Delete groups that have had no members for settings.empty_group_ttl seconds.
+
+        The caches change in the delete's commit callback, in commit order: a join that re-creates
+        or joins the group is committed either before the delete (which then keeps the group) or
+        after it (its callback then runs after this one and is not undone)."""
         ttl = self.settings.empty_group_ttl
         now = time.monotonic() if now is None else now
         due = [g for g, since in self.empty_since.items() if now - since >= ttl]
         if not ttl or not due:
             return []
-        gone = await self.db.write(hygiene.delete_empty_groups, due)
-        for g in due:
-            self.empty_since.pop(g, None)  # deleted, or joined meanwhile
-        for g in gone:
-            self.members.pop(g, None)
-            self._resolvers.pop(g, None)
-        return list(gone)
+
+        def done(gone: Iterable[str]) -> None:
+            for g in gone:
+                self.empty_since.pop(g, None)
+                self.members.pop(g, None)
+                self._resolvers.pop(g, None)
+                self.member_changes[g] = self.member_changes.get(g, 0) + 1
+
+        return list(await self.db.write(hygiene.delete_empty_groups, due, on_commit=done))
 
     def acting_agent(self, device: str, agent_id: str) -> str:
         """The agent a call acts as: `agent_id` if this device may act as it, else the device's

@@ -43,6 +43,14 @@ def register_agent(tx: Tx, w: AgentWrite, max_agents_per_device: int) -> tuple[A
     role, description = w.role, w.description
     tx.changes.agents.add(agent_id)  # (a refused request only makes other replicas re-read it)
     existing = agent_get(tx, agent_id)
+    if existing is not None and w.keep:
+        if "display_name" in w.keep:
+            display_name = existing.display_name
+            name_key = tx.scalar("SELECT name_key FROM agent WHERE id = ?", (agent_id,))
+        if "role" in w.keep:
+            role = existing.role
+        if "description" in w.keep:
+            description = existing.description
     holder = tx.one("SELECT id FROM agent WHERE name_key = ? AND id <> ?", (name_key, agent_id))
     if existing is not None:
         if device not in existing.devices:
