@@ -317,6 +317,7 @@ REASONS: dict[str, tuple[str, ...]] = {
         "BAD_KIND",
         "BAD_PAGE_SIZE",
         "BAD_PAGE_TOKEN",
+        "BAD_PAYLOAD",
         "BAD_PRIORITY",
         "BAD_REPLY_TO",
         "BAD_REQUEST",

@@ -251,6 +251,22 @@ def test_direct_messages(rest: Rest) -> None:
     assert again["duplicate"] is True and again["message"]["seq"] == first["message"]["seq"]
 
 
+def test_a_body_with_nan_or_infinity_is_refused_as_not_json(rest: Rest) -> None:
+    """Python's JSON reader takes NaN and Infinity; JSON has no such values and a payload holding
+    one cannot be stored or signed: a clear 400, not an internal error."""
+    a = uid("nan")
+    rest.register("d4", a)
+    g = uid("g")
+    rest.ok("d4", "POST", "/api/groups", {"groupId": g, "agentId": a})
+    for value in (b"NaN", b"-Infinity"):
+        raw = b'{"agentId": "%s", "content": "t", "payload": {"t": %s}}' % (a.encode(), value)
+        r = rest.call("d4", "POST", f"/api/groups/{g}/messages", raw)
+        code, reason, message = r.error()
+        assert (r.status, code, reason) == (400, 3, "BAD_JSON"), (r.status, message)
+        assert "is not a JSON value" in message
+    assert rest.ok("d4", "GET", f"/api/groups/{g}/messages?agentId={a}").get("messages", []) == []
+
+
 def test_errors_have_the_grpc_gateway_shape(rest: Rest) -> None:
     a = uid("ea")
     rest.register("d4", a)

@@ -47,6 +47,7 @@ class Delivery(Generic[T]):
         self.register_timeout = register_timeout
         self.fmt = fmt
         self.registered = False
+        self.registering = False  # a register event is being handled (the deadline waits for it)
         self.replayed = 0
         self.heads: dict[str, int] = {}  # newest seq per conversation when the session registered
 
@@ -62,14 +63,17 @@ class Delivery(Generic[T]):
             if s.closing is not None or self.registered:
                 break
             s.wake.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                s.close(
-                    "DEADLINE_EXCEEDED",
-                    f"no register event within {self.register_timeout:g} s of opening the stream",
-                    "REGISTER_TIMEOUT",
-                )
-                break
+            remaining: float | None = deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                if not self.registering:
+                    s.close(
+                        "DEADLINE_EXCEEDED",
+                        f"not registered within {self.register_timeout:g} s of opening the stream "
+                        "(send a register event first)",
+                        "REGISTER_TIMEOUT",
+                    )
+                    break
+                remaining = None  # its reply (or its error) wakes this loop
             try:
                 await asyncio.wait_for(s.wake.wait(), remaining)
             except TimeoutError:
@@ -77,6 +81,7 @@ class Delivery(Generic[T]):
         if s.closing is None:
             async for data in self._replay():
                 yield data
+        if s.closing is None:
             caught_up = events_pb2.CaughtUp(
                 heads=[resources_pb2.Cursor(conversation=c, seq=v) for c, v in s.cursors.items() if v is not None],
                 replayed=self.replayed,
@@ -173,7 +178,7 @@ class Delivery(Generic[T]):
             envs = await self.net.fetch(s.agent_id, conv, cur, REPLAY_PAGE)
             full_page = len(envs) == REPLAY_PAGE
             cur = s.cursors.get(conv)
-            if cur is None:
+            if cur is None or s.closing is not None:
                 return
             envs = [e for e in envs if e.seq > cur]
             if not envs:
@@ -184,17 +189,18 @@ class Delivery(Generic[T]):
                 return
             for env in envs:
                 # Every yield lets the reader run: if it left (or re-joined) the conversation
-                # meanwhile, the cursor is no longer ours to move.
+                # meanwhile, the cursor is no longer ours to move; if the session was closed
+                # (revoked, shut down), nothing more goes out but the closing error.
                 if env.seq != cur + 1:
                     gap = self._gap(conv, cur + 1, env.seq - 1)
                     cur = env.seq - 1
                     yield gap
-                    if s.cursors.get(conv) != cur:
+                    if s.cursors.get(conv) != cur or s.closing is not None:
                         return
                 s.cursors[conv] = cur = env.seq
                 self.replayed += 1
                 yield envelope(env)
-                if s.cursors.get(conv) != cur:
+                if s.cursors.get(conv) != cur or s.closing is not None:
                     return
             while s.control:
                 yield self.fmt.event(s.control.popleft())
@@ -213,6 +219,8 @@ class Delivery(Generic[T]):
         while self.s.control:
             yield self.fmt.event(self.s.control.popleft())
         for conv in list(self.s.cursors):
+            if self.s.closing is not None:
+                return
             async for data in self._catch_up_past(conv, self.heads.get(conv, 0)):
                 yield data
 
@@ -245,6 +253,8 @@ class Delivery(Generic[T]):
         # delivery would have started it (_adopt).
         convs |= heads.keys()
         for conv in sorted(convs):
+            if s.closing is not None:
+                return
             if conv.startswith(GROUP_PREFIX) and conv not in heads:
                 continue  # not a member any more (perhaps left through another replica)
             if conv not in s.cursors and not await self._adopt(conv):

@@ -185,7 +185,10 @@ class Hub:
         return Session(agent_id, device_id, fingerprint, self.queue_limit, self.control_limit)
 
     def attach(self, session: Session) -> None:
-        """Make the session reachable; the agent comes online with its first session."""
+        """Make the session reachable; the agent comes online with its first session. Its
+        heartbeat clock starts now: the time its registration took (a slow store) is not the
+        client's silence."""
+        session.touch()
         was_online = self.online(session.agent_id)
         sessions = self.by_agent.setdefault(session.agent_id, set())
         first = not sessions
@@ -347,16 +350,19 @@ class Hub:
             self._expire_remote()
             cutoff = time.monotonic() - limit
             for s in list(self.sessions()):
-                if s.last_activity < cutoff and s.closing is None:
+                if s.last_activity >= cutoff:
+                    continue
+                if s.closing is None:
                     log.info("session %s (%s on %s) missed 3 heartbeats; closing", s.id, s.agent_id, s.device_id)
                     s.close(
                         "UNAVAILABLE",
                         f"no heartbeat or traffic for {limit:g} s (3 intervals); reconnect and resume",
                         "HEARTBEAT_TIMEOUT",
                     )
-                    # Presence must turn offline within the bound even if the stream is stuck
-                    # in a write to a frozen link.
-                    self.detach(s)
+                # Presence must turn offline within the bound even if the stream is stuck in a
+                # write to a frozen link; also for a session already asked to close (revoked,
+                # not reading) whose closing error cannot be written either.
+                self.detach(s)
 
     async def stop(self) -> None:
         for task in (self._sweeper, self._presence_task):

@@ -190,6 +190,11 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN, Infinity and -Infinity; JSON has no such values.
+    raise bad_request(f"the request body is not valid JSON: {name} is not a JSON value", "BAD_JSON")
+
+
 def load_json(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
@@ -198,7 +203,7 @@ def load_json(data: bytes) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise bad_request(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "BAD_JSON"

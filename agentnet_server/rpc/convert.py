@@ -24,7 +24,14 @@ def signed(req: Any, peer: Peer) -> SignedFields:
 def payload_dict(p: struct_pb2.Struct, present: bool) -> dict[str, Any] | None:
     if not present:
         return None
-    out: dict[str, Any] = json_format.MessageToDict(p)
+    try:
+        out: dict[str, Any] = json_format.MessageToDict(p)
+    except ValueError:
+        # A Struct can hold NaN and ±Infinity; JSON (and so a payload) cannot.
+        raise InvalidArgument(
+            "payload holds a number JSON cannot represent (NaN or Infinity); send it as a string or leave it out",
+            reason="BAD_PAYLOAD",
+        ) from None
     return out
 
 

@@ -36,6 +36,7 @@ from ..live.roster import Roster
 from ..records import SendResult, inbox_conv, now_us
 from . import convert, status
 
+ACK_RETRIES = 5
 log = logging.getLogger("agentnet.session")
 
 MAX_REQUEST_ID = 64
@@ -137,6 +138,7 @@ class Conn(Generic[T]):
         self._inflight_free = asyncio.Event()
         self._ack_pending: dict[str, int] = {}
         self._ack_writing = False
+        self._ack_failures = 0  # ack writes that failed in a row (retried with backoff, then dropped)
         # How the stream ended, when not cleanly: set once stream() has returned.
         self.failure: Close | None = None
 
@@ -176,9 +178,11 @@ class Conn(Generic[T]):
             # The store went away under a catch-up: the client resumes here or elsewhere.
             log.warning("session %s: %s", s.id, exc.message)
             self.failure = Close("UNAVAILABLE", f"{exc.message}; reconnect and resume", exc.reason)
+            yield self._closing_event(self.failure)
         except Exception as exc:
             log.exception("session %s writer failed", s.id)
             self.failure = Close("INTERNAL", f"internal error ({type(exc).__name__}); reconnect", "INTERNAL")
+            yield self._closing_event(self.failure)
         finally:
             reader.cancel()
             try:
@@ -196,6 +200,12 @@ class Conn(Generic[T]):
                 streams[device] = left
             else:
                 streams.pop(device, None)
+
+    def _closing_event(self, close: Close) -> T:
+        """The fatal Error event that ends a stream (its last frame, as when the hub closes it)."""
+        exc = AgentnetError(close.message, close.reason)
+        exc.status = close.status
+        return self.fmt.event(Event(encode.error_event(exc, fatal=True)))
 
     # -- reader -------------------------------------------------------------------------------
 
@@ -282,7 +292,14 @@ class Conn(Generic[T]):
                     f"this stream is already registered as {self.s.agent_id!r}; open another stream for another agent",
                     reason="ALREADY_REGISTERED",
                 )
-            await self._register(ev)
+            # A register under way holds off the register deadline: a slow store is not a
+            # client that never registered.
+            self.delivery.registering = True
+            try:
+                await self._register(ev)
+            finally:
+                self.delivery.registering = False
+                self.s.wake.set()
             return
         if not self.registered:
             raise FailedPrecondition(f"send register first (got {kind!r} before it)", reason="NOT_REGISTERED")
@@ -470,7 +487,11 @@ class Conn(Generic[T]):
         )
 
     def _flush_acks(self) -> None:
-        """One ack write in flight per stream; later acks merge into the next write."""
+        """One ack write in flight per stream; later acks merge into the next write. A write the
+        store did not take is retried (with the acks that arrived meanwhile) after 0.1, 0.2, 0.4,
+        0.8 and 1.6 s, then dropped with a warning: the acks move the delivered cursor that
+        receipts and a resume without client cursors read, so one failed write must not lose
+        them, but a stream that ends must not wait for a store that is gone."""
         if self._ack_writing or not self._ack_pending:
             return
         batch = list(self._ack_pending.items())
@@ -478,13 +499,29 @@ class Conn(Generic[T]):
         self._ack_writing = True
         fut = asyncio.ensure_future(self.net.ack(self.s.agent_id, self.peer.device_id, batch))
 
-        def done(f: asyncio.Future[None]) -> None:
+        def again() -> None:
             self._ack_writing = False
-            if not f.cancelled() and f.exception() is not None:
-                log.warning("ack write failed: %s", f.exception())
-            elif not f.cancelled():
-                self.net.on_acked(self.s.agent_id, batch)
             self._flush_acks()
+
+        def done(f: asyncio.Future[None]) -> None:
+            exc = None if f.cancelled() else f.exception()
+            if exc is None:
+                self._ack_failures = 0
+                if not f.cancelled():
+                    self.net.on_acked(self.s.agent_id, batch)
+                again()
+                return
+            self._ack_failures += 1
+            if isinstance(exc, StoreUnavailable) and self._ack_failures <= ACK_RETRIES:
+                log.info("ack write failed (%s); retrying", exc)
+                for conv, seq in batch:
+                    if seq > self._ack_pending.get(conv, 0):
+                        self._ack_pending[conv] = seq
+                asyncio.get_running_loop().call_later(0.05 * 2**self._ack_failures, again)
+                return
+            log.warning("ack write failed (%s); %d acknowledgement(s) dropped", exc, len(batch))
+            self._ack_failures = 0
+            again()
 
         fut.add_done_callback(done)
 

@@ -245,10 +245,18 @@ def error_kind(exc: BaseException, lost: bool = False) -> str:
     return "other"
 
 
+def _driver_text(exc: BaseException) -> str:
+    """The driver's primary message, for a client: its first line only. PostgreSQL's DETAIL and
+    CONTEXT lines, which quote the key values of rows, stay in the server's log."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+
+
 def _store_error(exc: BaseException) -> AgentnetError:
     if isinstance(exc, pw.IntegrityError):
+        log.warning("write conflict: %s", exc)
         return Aborted(
-            f"a concurrent change conflicted with this write ({exc}); nothing was committed, retry",
+            f"a concurrent change conflicted with this write ({_driver_text(exc)}); nothing was committed, retry",
             reason="CONFLICT",
         )
     kind = error_kind(exc)
@@ -260,7 +268,7 @@ def _store_error(exc: BaseException) -> AgentnetError:
         )
     if isinstance(exc, (pw.DatabaseError, pw.InterfaceError, OSError)):
         return StoreUnavailable(
-            f"the store refused the write ({type(exc).__name__}: {exc}); nothing was committed, retry later"
+            f"the store refused the write ({_driver_text(exc)}); nothing was committed, retry later"
         )
     log.error("write failed with an unexpected error", exc_info=exc)
     return Internal(f"internal error while writing ({type(exc).__name__}); nothing was committed")
@@ -442,9 +450,8 @@ class Database:
         try:
             return await loop.run_in_executor(self._readers, self._read_call, fn, args, deadline)
         except (pw.DatabaseError, pw.InterfaceError, OSError) as exc:
-            raise StoreUnavailable(
-                f"the store could not be read ({type(exc).__name__}: {str(exc).strip()[:200]}); retry later"
-            ) from exc
+            log.warning("read failed: %s: %s", type(exc).__name__, str(exc).strip()[:500])
+            raise StoreUnavailable(f"the store could not be read ({_driver_text(exc)}); retry later") from exc
 
     def _read_call(self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float) -> T:
         delay = 0.05
