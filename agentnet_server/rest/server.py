@@ -115,7 +115,14 @@ class Gateway:
         expect = request.headers.get("Expect", "")
         if request.version == (1, 1):
             if expect.lower() != "100-continue":
-                raise web.HTTPExpectationFailed(text=f"unknown Expect: {expect}")
+                return error_response(
+                    HttpError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"Expect: {expect[:80]!r} is not supported (only 100-continue is)",
+                        "BAD_REQUEST",
+                        http_status=417,
+                    )
+                )
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the main body has not started yet
         return None

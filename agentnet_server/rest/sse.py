@@ -40,6 +40,15 @@ STALL_INTERVALS = 3
 # -- Server-Sent Events -------------------------------------------------------------------------
 
 
+def _utf8(text: str) -> bool:
+    """Header bytes that are not UTF-8 reach us as surrogates (and no conversation has them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_last_event_id(text: str) -> list[resources_pb2.Cursor]:
     """`Last-Event-ID: <conversation>:<seq>[, <conversation>:<seq> ...]` → resume cursors."""
     out: dict[str, int] = {}
@@ -48,7 +57,7 @@ def parse_last_event_id(text: str) -> list[resources_pb2.Cursor]:
         if not part:
             continue
         conv, sep, seq = part.rpartition(":")
-        if not sep or not conv or not re.fullmatch(r"[0-9]{1,18}", seq):
+        if not sep or not conv or not re.fullmatch(r"[0-9]{1,18}", seq) or not _utf8(conv):
             raise bad_request(
                 f"Last-Event-ID: {part[:80]!r} is not <conversation>:<seq> (for example group:dev-team:42)",
                 "BAD_CURSOR",
@@ -202,6 +211,8 @@ class EventStream:
                 raise bad_request(
                     f"unknown query parameter {key!r} (known: agent_id, last_event_id)", "UNKNOWN_FIELD", key
                 )
+            if len(query.getall(key)) > 1 or (key == "agentId" and "agent_id" in query):
+                raise bad_request(f"query parameter {key!r} is given more than once", "DUPLICATE_FIELD", key)
         refused = self.refusal() if self.refusal is not None else None
         if refused is not None:
             message, reason = refused
