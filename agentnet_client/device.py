@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -78,16 +79,25 @@ def load_device(folder: str | os.PathLike[str]) -> Device:
             f"Fix it with: chmod 600 {files['key.pem']}"
         )
     cert_pem, key_pem, ca_pem = (files[n].read_bytes() for n in ("cert.pem", "key.pem", "ca.pem"))
+    key_path = files["key.pem"]
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         key = serialization.load_pem_private_key(key_pem, password=None)
         x509.load_pem_x509_certificate(ca_pem)
+    except TypeError:
+        # cryptography's answer to a key protected by a passphrase (no password given).
+        raise DeviceError(
+            f"{key_path} is encrypted with a passphrase, which the gRPC channel cannot use; write it unencrypted "
+            f"with: (umask 077; openssl pkey -in {key_path} -out {key_path}.plain) && mv {key_path}.plain {key_path}"
+        ) from None
+    except UnsupportedAlgorithm as exc:
+        raise DeviceError(f"device folder {path} holds a key or certificate of an unsupported kind: {exc}") from None
     except ValueError as exc:
         raise DeviceError(f"device folder {path} holds an unreadable certificate or key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise DeviceError(f"{files['key.pem']} is not an EC key")
+        raise DeviceError(f"{key_path} is not an EC key")
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
-        raise DeviceError(f"{files['key.pem']} does not belong to {files['cert.pem']}")
+        raise DeviceError(f"{key_path} does not belong to {files['cert.pem']}")
     return Device(path, cert_pem, key_pem, ca_pem, cert, key)
 
 
