@@ -15,6 +15,18 @@ from ..errors import AgentnetError
 EXIT_REFUSED, EXIT_LOCAL, EXIT_UNAVAILABLE = 1, 2, 3
 
 
+class LocalError(Exception):
+    """A problem on this machine (a settings file, a value given on the command line): exit 2.
+
+    The message names what is wrong and how to fix it; with --json, `status` (a gRPC code name) and
+    `reason` (a word) go with it."""
+
+    def __init__(self, message: str, reason: str = "", status: str = "FAILED_PRECONDITION") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
 def report(ns: argparse.Namespace, exc: BaseException) -> int:
     """Print `exc` as one line (JSON with --json) and return the exit code."""
     if isinstance(exc, BrokenPipeError):
@@ -26,9 +38,12 @@ def report(ns: argparse.Namespace, exc: BaseException) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     cmd = getattr(ns, "cmd", "") or ""
     status, reason, code = "", "", EXIT_REFUSED
+    json_status = ""  # the status --json shows when the line itself names none
     if isinstance(exc, AgentnetError):
         status, reason, message = exc.status, exc.reason, exc.message
         code = EXIT_UNAVAILABLE if exc.status in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else EXIT_REFUSED
+    elif isinstance(exc, LocalError):
+        message, reason, json_status, code = str(exc), exc.reason, exc.status, EXIT_LOCAL
     elif isinstance(exc, DeviceError):
         message, code = str(exc), EXIT_LOCAL
     elif isinstance(exc, OSError):
@@ -39,7 +54,7 @@ def report(ns: argparse.Namespace, exc: BaseException) -> int:
     else:
         message = f"unexpected {type(exc).__name__}: {exc}" + ("" if debug else " (run again with --debug for details)")
     if getattr(ns, "json", False):
-        err = {"status": status or "UNKNOWN", "message": message, "reason": reason}
+        err = {"status": status or json_status or "UNKNOWN", "message": message, "reason": reason}
         print(json.dumps({"error": err}, ensure_ascii=False), file=sys.stderr)
     else:
         print(f"agentnet {cmd}: " + (f"{status}: " if status else "") + message, file=sys.stderr)

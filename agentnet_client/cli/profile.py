@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import AgentnetError
 from .common import Add, nested
+from .errors import LocalError
 from .output import emit, table
 
 FIELDS = {"server": "AGENTNET_SERVER", "device_dir": "AGENTNET_DEVICE_DIR", "agent": "AGENTNET_AGENT"}
@@ -31,19 +32,58 @@ def _path() -> pathlib.Path:
     return config_dir() / "profiles.json"
 
 
+SHAPE = '{"current": "NAME", "profiles": {"NAME": {"server": "HOST:PORT", "device_dir": "FOLDER"}}}'
+
+
 def load() -> dict[str, Any]:
+    """The profiles file, checked for form: a file that is not what `agentnet profile` writes is one
+    clear error naming it, not a failure somewhere in a command."""
     path = _path()
     if not path.exists():
         return {"current": "", "profiles": {}}
+
+    def bad(problem: str) -> LocalError:
+        return LocalError(f"{path} {problem}; fix or delete the file", "BAD_PROFILES")
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AgentnetError(
-            "FAILED_PRECONDITION", f"cannot read {path}: {exc}; fix or delete the file", "BAD_PROFILES"
-        ) from None
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise bad(f"is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise bad(f"is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError):
+        raise bad("is not valid JSON (nested too deep or a number too long)") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise bad(f"{problem} (expected {SHAPE})")
     data.setdefault("current", "")
     data.setdefault("profiles", {})
     return data
+
+
+def _shape_problem(data: Any) -> str:
+    """What is wrong with the form of a parsed profiles file ("" when nothing)."""
+    if not isinstance(data, dict):
+        return f"holds a JSON {_kind(data)}, not an object"
+    if not isinstance(data.get("current", ""), str):
+        return f'has a "current" that is a JSON {_kind(data["current"])}, not a profile name'
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        return f'has "profiles" as a JSON {_kind(profiles)}, not an object of named profiles'
+    for name, profile in profiles.items():
+        if not isinstance(profile, dict):
+            return f"has profile {name!r} as a JSON {_kind(profile)}, not an object"
+        for field in (*FIELDS, *OPTIONAL):
+            if not isinstance(profile.get(field, ""), str):
+                return f"has profile {name!r} with {field} a JSON {_kind(profile[field])}, not a string"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def save(data: dict[str, Any]) -> None:
@@ -52,7 +92,7 @@ def save(data: dict[str, Any]) -> None:
     folder.chmod(0o700)
     tmp = folder / "profiles.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
     os.replace(tmp, _path())
 
