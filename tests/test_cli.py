@@ -232,3 +232,64 @@ def test_a_device_certificate_near_expiry_is_announced(tmp_path: pathlib.Path) -
     assert r.returncode == 0 and json.loads(r.stdout)["content"] == "hello", r.stderr
     warning = r.stderr.strip().splitlines()
     assert len(warning) == 1 and "expires in 5 days" in warning[0] and "--device short-lived --force" in warning[0]
+
+
+NOWHERE = {"AGENTNET_DEVICE_DIR": "/nonexistent/agentnet-device"}  # a value that passes would fail on this
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--connect-timeout", "nan", "agents"],
+        ["agents", "--connect-timeout", "inf"],
+        ["agents", "--connect-timeout", "-inf"],
+        ["agents", "--connect-timeout", "0"],
+        ["tail", "--timeout", "nan"],
+        ["tail", "--timeout", "1e999"],
+        ["tail", "--timeout", "0"],
+        ["bridge", "--turn-timeout", "inf"],
+        ["bridge", "--turn-timeout", "-5"],
+        ["bridge", "--rate-per-minute", "nan"],
+    ],
+)
+def test_float_options_refuse_non_finite_and_non_positive_values(args: list[str]) -> None:
+    """`--connect-timeout nan` passed the `<= 0` check and turned the dial watchdog off (NaN compares
+    false to everything; infinity waits for ever); 0 meant the default. Every option that takes seconds
+    or a rate refuses them before anything runs: one line naming the option, exit 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTNET_")} | NOWHERE
+    option = next(a for a in args if a.startswith("--"))
+    r = cli(env, *args)
+    line = one_line(r, option, "--help")
+    assert r.returncode == 2 and "device" not in line, line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["send", "g", "x", "--payload", '{"a": NaN}'], "NaN"),
+        (["send", "g", "x", "--payload", '{"a": 1e400}'], "64-bit float"),
+        (["dm", "b", "x", "--payload", '{"a":' * 40 + "1" + "}" * 40], "levels deep"),
+        (["sign", "--agent", "a", "--group", "g", "x", "--payload", '{"a": "\\ud800"}'], "Unicode"),
+        (["sign", "--agent", "a", "--group", "g", "x", "--payload", "[1]"], "JSON object"),
+        (["send", "g", "x", "--auto-hops", "17"], "at most 16"),
+        (["send", "g", "x", "--reply-to", str(2**63)], "at most"),
+        (["history", "g", "--after", "9" * 5000], "too large"),
+        (["read", "1", str(2**64)], "at most"),
+        (["task", "done", "t1", "--version", str(2**63)], "at most"),
+        (
+            ["sign-task", "--title", "t", "--assignee", "a", "--agent", "a", "--due", "0001-01-01T00:00:00+01:00"],
+            "range",
+        ),
+        (["sign-task", "--title", "t", "--assignee", "a", "--agent", "a", "--due", "2026-12-01T18:00:00"], "zone"),
+    ],
+)
+def test_values_the_wire_cannot_carry_are_refused_locally(args: list[str], words: str) -> None:
+    """int64 fields, Timestamps and Struct payloads have limits; a value past them failed deep in
+    protobuf (`Value out of range`, `DecodeError`, `OverflowError`) or was sent to be refused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTNET_")} | NOWHERE
+    r = cli(env, *args)
+    line = one_line(r, words, f"`agentnet {args[0]}")
+    assert r.returncode == 2 and "unexpected" not in line, line
+    r = cli(env, "--json", *args)
+    err = json.loads(one_line(r))["error"]
+    assert r.returncode == 2 and err["status"] == "INVALID_ARGUMENT" and words in err["message"], err

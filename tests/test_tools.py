@@ -190,7 +190,7 @@ def test_cli_end_to_end(server: ServerProc) -> None:
     r = run_cli(server, "xiaoxing-mac", "send", "no-such-group", "hello")
     assert r.returncode == 1 and "NOT_FOUND: group 'no-such-group' does not exist" in r.stderr
     r = run_cli(server, "xiaoxing-mac", "send", "dev-team", "x", "--payload", "[1,2]")
-    assert r.returncode == 1 and "--payload must be a JSON object" in r.stderr
+    assert r.returncode == 2 and "--payload: must be a JSON object" in r.stderr  # local: never sent
     r = run_cli(server, "xiaoxing-mac", "history", "dev-team", "--limit", "0")
     assert r.returncode == 2 and "must be > 0" in r.stderr
 

@@ -25,7 +25,7 @@ from types import ModuleType
 import argcomplete
 
 from . import chat, device, doctor, errors, openclaw, profile, tasks
-from .common import Handler, add_global_options, nested
+from .common import Handler, Parser, add_global_options, nested
 
 COMMAND_MODULES: list[ModuleType] = [chat, tasks, device, doctor, profile, openclaw]
 
@@ -40,7 +40,7 @@ def _version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="agentnet", description="agentnet command line")
+    ap = Parser(prog="agentnet", description="agentnet command line")
     ap.add_argument("--version", action="version", version=f"agentnet {_version()}")
     add_global_options(ap, top=True)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="command")
@@ -77,6 +77,7 @@ async def cmd_bench(ns: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
     argcomplete.autocomplete(ap)
+    Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     ns = ap.parse_args(argv)
     try:
         profile.apply(ns)

@@ -9,11 +9,12 @@ import signal
 import sys
 from typing import Any
 
-from ..argtypes import nonneg_int, positive_int
+from ..argtypes import int_range, json_object, nonneg_int, positive_float, positive_int
 from ..client import Client
 from ..errors import AgentnetError, explain_transport
 from ..session import AgentProfile, State
-from .common import Add, acting, make_client, offline_agent, payload, session_agent
+from ..wire import MAX_AUTO_HOPS
+from .common import Add, acting, make_client, offline_agent, session_agent
 from .output import emit, fmt_event, fmt_message, paint, table
 
 
@@ -117,14 +118,13 @@ async def cmd_leave(ns: argparse.Namespace) -> int:
 
 async def _post(ns: argparse.Namespace, group_id: str = "", to_agent: str = "") -> int:
     text = ns.text if ns.text != "-" else sys.stdin.read()
-    data = payload(ns.payload)
     async with make_client(ns) as c:
         r = await c.post(
             text,
             group_id=group_id,
             to_agent=to_agent,
             agent_id=acting(ns),
-            payload=data,
+            payload=ns.payload,
             mentions=getattr(ns, "mention", None) or [],
             client_msg_id=ns.id or "",
             reply_to=ns.reply_to or 0,
@@ -349,14 +349,14 @@ def register(add: Add) -> None:
         p = add(name, fn, helptext)
         p.add_argument(target)
         p.add_argument("text", help="the message ('-' reads stdin)")
-        p.add_argument("--payload", help="JSON object with machine-readable data")
+        p.add_argument("--payload", type=json_object, help="JSON object with machine-readable data")
         p.add_argument("--id", help="client_msg_id (retrying with the same id never sends twice)")
         p.add_argument(
             "--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers (threads it)"
         )
         p.add_argument(
             "--auto-hops",
-            type=nonneg_int,
+            type=int_range(0, MAX_AUTO_HOPS),
             default=0,
             metavar="N",
             help="mark the message as the N-th automatic hop (the number an assistant's turn gives; 0: by hand)",
@@ -374,7 +374,7 @@ def register(add: Add) -> None:
 
     p = add("tail", cmd_tail, "print live events (messages, mentions, tasks, presence) until Ctrl-C")
     p.add_argument("--count", type=positive_int, help="exit after this many events")
-    p.add_argument("--timeout", type=float, help="exit when no event arrives for this many seconds")
+    p.add_argument("--timeout", type=positive_float, help="exit when no event arrives for this many seconds")
     p.add_argument("--skip", action="append", default=[], help="event kinds not to print (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="do not keep a local cache")
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import pathlib
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
+from ..argtypes import positive_float
 from ..client import Client, settings_from_env
 from ..device import Device, load_device
 from ..errors import AgentnetError
 from ..session import AgentProfile
+from .errors import usage
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -23,6 +24,17 @@ class Add(Protocol):
     """Adds a subcommand to `agentnet` (global options included) and returns its parser."""
 
     def __call__(self, name: str, fn: Handler, help: str) -> argparse.ArgumentParser: ...
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's rule for failures: a command line it refuses (a value out of range,
+    a missing argument) is one line that names the mistake and the --help to read, exit 2; not the
+    usage text followed by the error. Subcommand parsers are of this class too."""
+
+    json_errors = False  # set from the command line before parsing: --json makes the line JSON
+
+    def error(self, message: str) -> NoReturn:
+        raise SystemExit(usage(self.prog, message, self.json_errors))
 
 
 # Options every command accepts, before or after the subcommand: `agentnet --json agents` and
@@ -35,7 +47,7 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--profile",), {"help": "connection profile to use (env AGENTNET_PROFILE; see `agentnet profile`)"}),
     (
         ("--connect-timeout",),
-        {"type": float, "help": "seconds to wait for the server to answer a connection (default 10)"},
+        {"type": positive_float, "help": "seconds to wait for the server to answer a connection (default 10)"},
     ),
     (("--json",), {"action": "store_true", "help": "machine-readable JSON output"}),
     (("--debug",), {"action": "store_true", "help": "show the full error (traceback, gRPC details)"}),
@@ -127,15 +139,3 @@ def offline_agent(ns: argparse.Namespace) -> tuple[str, pathlib.Path]:
     raise AgentnetError(
         "FAILED_PRECONDITION", f"this device has caches for several agents ({names}); give --agent", "AGENT_AMBIGUOUS"
     )
-
-
-def payload(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AgentnetError("INVALID_ARGUMENT", f"--payload is not valid JSON: {exc}", "BAD_PAYLOAD") from None
-    if not isinstance(value, dict):
-        raise AgentnetError("INVALID_ARGUMENT", "--payload must be a JSON object", "BAD_PAYLOAD")
-    return value

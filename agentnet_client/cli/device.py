@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
-from ..argtypes import positive_int
+from ..argtypes import iso_time, json_object, positive_int
 from ..errors import AgentnetError
 from ..session import make_send
 from ..wire import ID_RE
-from .common import Add, acting, make_client, payload
+from .common import Add, acting, make_client
 from .output import emit, to_dict
 
 
@@ -24,7 +24,7 @@ async def cmd_sign(ns: argparse.Namespace) -> int:
         text,
         group_id=ns.group or "",
         to_agent=ns.to or "",
-        payload=payload(ns.payload),
+        payload=ns.payload,
         client_msg_id=ns.id or "",
         reply_to=ns.reply_to or 0,
     )
@@ -62,7 +62,6 @@ async def cmd_sign_task(ns: argparse.Namespace) -> int:
     from agentnet.v1 import resources_pb2, service_pb2
 
     from ..signing import Signer
-    from .tasks import parse_due
 
     task = resources_pb2.Task(
         title=ns.title,
@@ -71,9 +70,8 @@ async def cmd_sign_task(ns: argparse.Namespace) -> int:
         group_id=ns.group or "",
         priority=resources_pb2.TaskPriority.Value("TASK_PRIORITY_" + ns.priority.upper()),
     )
-    due = parse_due(ns.due)
-    if due is not None:
-        task.due_time.FromDatetime(due)
+    if ns.due is not None:
+        task.due_time.FromDatetime(ns.due)
     client, agent = await _signing_agent(ns)
     cid = ns.id or uuid.uuid4().hex
     req = service_pb2.CreateTaskRequest(task=task, agent_id=agent, client_task_id=cid)
@@ -171,7 +169,7 @@ def register(add: Add) -> None:
     g.add_argument("--group", help="a group message")
     g.add_argument("--to", help="a direct message to this agent")
     p.add_argument("text", help="the message ('-' reads stdin)")
-    p.add_argument("--payload", help="JSON object with machine-readable data")
+    p.add_argument("--payload", type=json_object, help="JSON object with machine-readable data")
     p.add_argument("--id", help="client_msg_id (default: a new random id)")
     p.add_argument("--reply-to", type=positive_int, metavar="SEQ", help="the seq of the message this answers")
     p.add_argument("--stream", action="store_true", help="print a Session stream event instead of a unary request")
@@ -182,7 +180,7 @@ def register(add: Add) -> None:
     p.add_argument("--description")
     p.add_argument("--group", help="the group the task belongs to")
     p.add_argument("--priority", choices=["low", "normal", "high", "urgent"], default="normal")
-    p.add_argument("--due", help="due time, ISO 8601 with a zone (e.g. 2026-12-01T18:00:00+08:00)")
+    p.add_argument("--due", type=iso_time, help="due time, ISO 8601 with a zone (e.g. 2026-12-01T18:00:00+08:00)")
     p.add_argument("--id", help="client_task_id (default: a new random id)")
 
     from .tasks import STATUSES

@@ -61,6 +61,17 @@ def report(ns: argparse.Namespace, exc: BaseException) -> int:
     return code
 
 
+def usage(prog: str, message: str, json_output: bool) -> int:
+    """Print a command line argparse refused as one line (JSON with --json) and return the exit code."""
+    line = f"{message} (see `{prog} --help`)"
+    if json_output:
+        err = {"status": "INVALID_ARGUMENT", "message": line, "reason": "BAD_ARGUMENT"}
+        print(json.dumps({"error": err}, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"{prog}: {line}", file=sys.stderr)
+    return EXIT_LOCAL
+
+
 def silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not fail on a closed pipe."""
     try:

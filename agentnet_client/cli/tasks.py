@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
-from ..argtypes import nonneg_int
-from ..errors import AgentnetError
+from ..argtypes import iso_time, nonneg_int
 from .common import Add, acting, make_client, nested
 from .output import emit, fmt_task
 
@@ -39,25 +37,8 @@ def _status_value(name: str) -> int:
     return resources_pb2.TaskStatus.Value("TASK_STATUS_" + name.upper())
 
 
-def parse_due(text: str | None) -> dt.datetime | None:
-    """An ISO 8601 time with a zone; anything else is a one-line error that shows the expected form."""
-    if not text:
-        return None
-    example = "e.g. 2026-12-01T18:00:00+08:00 or 2026-12-01T10:00:00Z"
-    try:
-        due = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise AgentnetError(
-            "INVALID_ARGUMENT", f"--due {text!r} is not an ISO 8601 time ({example})", "BAD_DUE"
-        ) from None
-    if due.tzinfo is None:
-        raise AgentnetError("INVALID_ARGUMENT", f"--due needs a time zone ({example})", "BAD_DUE")
-    return due
-
-
 async def cmd_task(ns: argparse.Namespace) -> int:
     action = ns.task_cmd
-    due = parse_due(ns.due) if action == "create" else None
     async with make_client(ns) as c:
         agent = acting(ns)
         if action == "create":
@@ -69,7 +50,7 @@ async def cmd_task(ns: argparse.Namespace) -> int:
                 description=ns.description,
                 group_id=ns.group or "",
                 priority=resources_pb2.TaskPriority.Value("TASK_PRIORITY_" + ns.priority.upper()),
-                due_time=due,
+                due_time=ns.due,
                 agent_id=agent,
                 client_task_id=ns.id or "",
             )
@@ -111,7 +92,7 @@ def register(add: Add) -> None:
     t.add_argument("--group", help="the task's group: its members see every change")
     t.add_argument("--description", default="")
     t.add_argument("--priority", choices=["low", "normal", "high", "urgent"], default="normal")
-    t.add_argument("--due", help="due time, ISO 8601 with a zone (e.g. 2026-12-01T18:00:00+08:00)")
+    t.add_argument("--due", type=iso_time, help="due time, ISO 8601 with a zone (e.g. 2026-12-01T18:00:00+08:00)")
     t.add_argument("--id", help="client_task_id (retrying with the same id never creates twice)")
     t = nested(sub, "list", "list tasks you can see")
     t.add_argument("--assignee")

@@ -343,7 +343,7 @@ def register(add: Any) -> None:
     p.add_argument(
         "--batch-max", type=positive_int, default=d.batch_max, help=f"items in one turn (default {d.batch_max})"
     )
-    p.add_argument("--turn-timeout", type=float, default=600.0, help="seconds one turn may take (default 600)")
+    p.add_argument("--turn-timeout", type=positive_float, default=600.0, help="seconds one turn may take (default 600)")
     p.add_argument("--kinds", default="mention,dm,task", help="what to answer (mention,dm,task)")
     p.add_argument("--no-checks", action="store_true", help="skip the gateway checks at start")
     hook = p.add_argument_group("hook mode (fire-and-forget)")
