@@ -6,10 +6,15 @@ import os
 import pathlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from agentnet.v1 import events_pb2, resources_pb2
 
+from .wire import INBOX_PREFIX
+
+# `cursor` holds, per conversation, the last seq the application has taken (or, for a session
+# without an event queue, received and stored): the session resumes from it. Events stored after
+# it were received but never handed over; the server sends them again.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursor (conv TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -23,7 +28,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     client_msg_id TEXT PRIMARY KEY, created REAL NOT NULL, raw BLOB NOT NULL
 );
 """
-SCHEMA_VERSION = "1"
+# 1: the cursor moved when an event arrived. 2: it moves when the application takes the event.
+SCHEMA_VERSION = "2"
 
 
 class Cache:
@@ -43,7 +49,17 @@ class Cache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        with self._tx():
+            version = self.get_meta("schema")
+            if version == "1":
+                # Version 1 moved a cursor when an event arrived, before the application had it, so
+                # an event still queued when the program ended was never handed over, and a resume
+                # went past it. Those cursors cannot say what was taken: resume from what this
+                # device acknowledged to the server instead, which counts only taken events
+                # (events already stored are stored again, not duplicated).
+                self.db.execute("DELETE FROM cursor")
+            if version in (None, "1"):
+                self.set_meta("schema", SCHEMA_VERSION)
 
     def close(self) -> None:
         self.db.close()
@@ -60,23 +76,30 @@ class Cache:
     # -- cursors and received events ----------------------------------------------------------
 
     def cursors(self) -> dict[str, int]:
+        """Per conversation, the last seq the application took: where a session resumes."""
         return {c: s for c, s in self.db.execute("SELECT conv, seq FROM cursor")}
 
-    def record(self, conv: str, seq: int, event: events_pb2.ServerEvent) -> None:
-        """Store a received sequenced event and move the cursor, atomically."""
+    def record(self, conv: str, seq: int, event: events_pb2.ServerEvent, *, taken: bool = False) -> None:
+        """Store a received sequenced event (and with `taken`, move the cursor over it), atomically.
+
+        The server is the truth: an event under a (conversation, seq) this cache already holds
+        replaces it (the same event again, or a restored server that reused the seq)."""
         kind = event.WhichOneof("event")
         with self._tx():
             if kind == "message":
                 m = event.message
                 self.db.execute(
-                    "INSERT OR IGNORE INTO message (conv, seq, sender, create_time, raw) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO message (conv, seq, sender, create_time, raw) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (conv, seq) DO UPDATE SET sender = excluded.sender, "
+                    "create_time = excluded.create_time, raw = excluded.raw",
                     (m.conversation, m.seq, m.sender, m.create_time.ToMicroseconds(), m.SerializeToString()),
                 )
             else:
                 item = _feed_item(event)
                 if item is not None:
                     self.db.execute(
-                        "INSERT OR IGNORE INTO feed (seq, kind, raw) VALUES (?, ?, ?)",
+                        "INSERT INTO feed (seq, kind, raw) VALUES (?, ?, ?) "
+                        "ON CONFLICT (seq) DO UPDATE SET kind = excluded.kind, raw = excluded.raw",
                         (item.seq, item.kind, event.SerializeToString()),
                     )
                 task = _task(event)
@@ -86,14 +109,37 @@ class Cache:
                         "version = excluded.version, raw = excluded.raw WHERE task.version < excluded.version",
                         (task.id, task.version, task.SerializeToString()),
                     )
-            self.db.execute(
-                "INSERT INTO cursor (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq "
-                "WHERE cursor.seq < excluded.seq",
-                (conv, seq),
-            )
+            if taken:
+                self._move_cursor(conv, seq)
+
+    def take(self, conv: str, seq: int) -> None:
+        """The application has the event at (conv, seq): a resume starts after it."""
+        self._move_cursor(conv, seq)
+
+    def _move_cursor(self, conv: str, seq: int) -> None:
+        self.db.execute(
+            "INSERT INTO cursor (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq "
+            "WHERE cursor.seq < excluded.seq",
+            (conv, seq),
+        )
 
     def reset_cursor(self, conv: str, seq: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO cursor (conv, seq) VALUES (?, ?)", (conv, seq))
+
+    def follow_heads(self, heads: Mapping[str, int]) -> int:
+        """The server's history of each conversation ends at its head: drop what this cache holds
+        after it (it came from a server that was later reset or restored from a backup) and move
+        cursors beyond it back. Returns how many stored events were dropped."""
+        dropped = 0
+        with self._tx():
+            for conv, head in heads.items():
+                if conv.startswith(INBOX_PREFIX):
+                    cur = self.db.execute("DELETE FROM feed WHERE seq > ?", (head,))
+                else:
+                    cur = self.db.execute("DELETE FROM message WHERE conv = ? AND seq > ?", (conv, head))
+                dropped += max(cur.rowcount, 0)
+                self.db.execute("UPDATE cursor SET seq = ? WHERE conv = ? AND seq > ?", (head, conv, head))
+        return dropped
 
     def messages(self, conv: str, after_seq: int = 0, limit: int = 100) -> list[resources_pb2.Message]:
         rows = self.db.execute(

@@ -4,6 +4,12 @@ It reconnects by itself with jittered exponential backoff, resumes from the curs
 (in the local cache when there is one), drops duplicates by seq, keeps an outbox of sends that
 are not acknowledged yet and sends them again after reconnecting (the server deduplicates by
 client_msg_id), and notices a dead link by missing heartbeat answers.
+
+Two cursors per conversation: what this session has received (it drops duplicates below it, and
+a reconnect in the same process resumes from it, since what is received but not taken yet waits
+in the event queue), and what the application has taken. Only the second is stored in the cache
+and acknowledged to the server, so a program that ends with events still queued gets them again
+on its next start.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import enum
 import itertools
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -198,11 +205,15 @@ class SessionClient:
         self.duplicates_dropped = 0
         self.connects = 0
         self._phase_started = 0.0  # start of the dial, then of the registration
+        # Received, per conversation. It starts from what the application took in earlier runs.
         self._cursors: dict[str, int] = cache.cursors() if cache else {}
         # event_queue=0: do not queue events for the application (cache and cursors only).
         self._queue_events = event_queue > 0
         self._overflowed = False
-        self._events: asyncio.Queue[events_pb2.ServerEvent] = asyncio.Queue(max(event_queue, 1))
+        # Events for the application, each with the (conversation, seq) that taking it covers.
+        self._events: asyncio.Queue[tuple[events_pb2.ServerEvent, tuple[str, int] | None]] = asyncio.Queue(
+            max(event_queue, 1)
+        )
         self._state_changed = asyncio.Condition()
         self._outbox: dict[str, events_pb2.SendMessage] = dict(cache.outbox()) if cache else {}
         self._send_waiters: dict[str, asyncio.Future[events_pb2.MessageAck]] = {}
@@ -286,12 +297,18 @@ class SessionClient:
     async def next_event(self, timeout: float | None = None) -> events_pb2.ServerEvent:
         return self._taken(await asyncio.wait_for(self._events.get(), timeout))
 
-    def _taken(self, ev: events_pb2.ServerEvent) -> events_pb2.ServerEvent:
-        """The application has the event: only now may the server count it as delivered."""
-        key = sequenced(ev, self.agent.id)
-        if key is not None and key[1] > self._acked.get(key[0], 0):
-            self._acked[key[0]] = key[1]
-            self._ack_dirty = True
+    def _taken(self, item: tuple[events_pb2.ServerEvent, tuple[str, int] | None]) -> events_pb2.ServerEvent:
+        """The application has the event: only now may the server count it as delivered, and only
+        now may a later run resume after it."""
+        ev, key = item
+        if key is not None:
+            self._take(*key)
+            if self.cache is not None:
+                try:
+                    self.cache.take(*key)
+                except sqlite3.Error as exc:
+                    # The event is handed over anyway; the next run may get it once more.
+                    log.warning("could not store the cursor %s #%d in the cache: %s", key[0], key[1], exc)
         if self._overflowed and self._events.qsize() <= self._events.maxsize // 2:
             # Events were dropped while the queue was full (the cursors stayed put): reconnect,
             # and the server replays them from the cursors.
@@ -301,8 +318,15 @@ class SessionClient:
                 self._abandon(self._call)
         return ev
 
+    def _take(self, conv: str, seq: int) -> None:
+        """Acknowledge (conv, seq) to the server with the next batch of acks."""
+        if seq > self._acked.get(conv, 0):
+            self._acked[conv] = seq
+            self._ack_dirty = True
+
     @property
     def cursors(self) -> dict[str, int]:
+        """What this session has received, per conversation."""
         return dict(self._cursors)
 
     @property
@@ -497,6 +521,8 @@ class SessionClient:
                     role=self.agent.role,
                     description=self.agent.description,
                 ),
+                # What this process received: the part the application has not taken yet is still
+                # in the event queue. (A new process starts from what was taken.)
                 cursors=[resources_pb2.Cursor(conversation=c, seq=s) for c, s in self._cursors.items()],
             )
             # The watchdog first: the register write itself waits while the channel dials. The
@@ -679,21 +705,28 @@ class SessionClient:
                     self.verification.popitem(last=False)
                 if not acceptable(status, self.accept_unsigned):
                     # Never handed over as a message: the application gets a MESSAGE_REJECTED error
-                    # event (and on_rejected) instead, and the server counts it as delivered.
+                    # event (and on_rejected) instead; taking that event delivers the message.
                     self._reject(msg, status, conv)
-                    self._cursors[conv] = seq
-                    self._acked[conv] = seq
-                    self._ack_dirty = True
                     if self._queue_events:
-                        self._events.put_nowait(rejection_event(msg, status, conv))
+                        # Taking the error event takes the message's place in the conversation.
+                        self._events.put_nowait((rejection_event(msg, status, conv), key))
+                    else:
+                        if self.cache is not None:
+                            self.cache.take(conv, seq)
+                        self._take(conv, seq)
+                    self._cursors[conv] = seq
                     return
-            self._cursors[conv] = seq
+            # Stored first: if the write fails, the stream ends with the cursor before this event
+            # and the server sends it again after reconnecting.
             if self.cache is not None:
-                self.cache.record(conv, seq, ev)
+                if self._queue_events:
+                    self.cache.record(conv, seq, ev)
+                else:
+                    # No application queue: received (and cached) is delivered.
+                    self.cache.record(conv, seq, ev, taken=True)
+            self._cursors[conv] = seq
             if not self._queue_events:
-                # No application queue: received (and cached) is delivered.
-                self._acked[conv] = seq
-                self._ack_dirty = True
+                self._take(conv, seq)
         elif kind == "caught_up":
             heads = {h.conversation for h in ev.caught_up.heads}
             for conv in [c for c in self._cursors if c not in heads]:
@@ -713,8 +746,11 @@ class SessionClient:
                         self._cursors[head.conversation],
                     )
                     self._cursors[head.conversation] = head.seq
-                    if self.cache is not None:
-                        self.cache.reset_cursor(head.conversation, head.seq)
+            if self.cache is not None:
+                # Nor may the cache keep what the server no longer has beyond its heads.
+                dropped = self.cache.follow_heads({h.conversation: h.seq for h in ev.caught_up.heads})
+                if dropped:
+                    log.warning("dropped %d cached events beyond the server's history (reset or restored)", dropped)
             self.backoff.reset()
             if self.target is not None:
                 self.targets.succeeded(self.target)
@@ -727,7 +763,7 @@ class SessionClient:
             for p in ev.presence.agents:
                 self.presence[p.agent_id] = p.online
         if self._queue_events and not full:
-            self._events.put_nowait(ev)
+            self._events.put_nowait((ev, key))
 
     def _on_send_result(self, cid: str, ack: events_pb2.MessageAck | None, err: AgentnetError | None) -> None:
         if err is not None and err.retryable:
