@@ -350,7 +350,12 @@ class SessionClient:
         """Send a message; returns the server's ack after the message is committed.
 
         The message goes into the outbox first; if the connection is down it is sent after
-        reconnecting. A retried client_msg_id returns the original seq (ack.duplicate)."""
+        reconnecting. A retried client_msg_id returns the original seq (ack.duplicate).
+        A session that failed raises its error, a closed one NotConnected: nothing would send it."""
+        if self.state == State.FAILED:
+            raise self.error or NotConnected("the session failed; the message was not sent")
+        if self.state == State.CLOSED or self._closing:
+            raise NotConnected("the client is closed; the message was not sent")
         sm = make_send(
             content,
             group_id=group_id,
