@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .lazy import attributes
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from .cache import Cache, CacheError
     from .client import Client
     from .device import Device, DeviceError, load_device
     from .errors import AgentnetError, ConnectionLost, NotConnected
@@ -21,6 +21,7 @@ _WHERE = {
     "AgentnetError": "errors",
     "Backoff": "session",
     "Cache": "cache",
+    "CacheError": "cache",
     "Client": "client",
     "ConnectionLost": "errors",
     "Device": "device",
@@ -36,6 +37,7 @@ __all__ = [
     "AgentnetError",
     "Backoff",
     "Cache",
+    "CacheError",
     "Client",
     "ConnectionLost",
     "Device",

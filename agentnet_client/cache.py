@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import ParamSpec, TypeVar
 
 from agentnet.v1 import events_pb2, resources_pb2
 
@@ -31,9 +33,44 @@ CREATE TABLE IF NOT EXISTS outbox (
 # 1: the cursor moved when an event arrived. 2: it moves when the application takes the event.
 SCHEMA_VERSION = "2"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CacheError(Exception):
+    """The cache file cannot be used (damaged, not a database, unreadable); the message names it
+    and says what to do."""
+
+    @classmethod
+    def of(cls, path: pathlib.Path, exc: sqlite3.Error) -> CacheError:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return cls(
+                f"the local cache {path} is damaged ({text}); move it aside (mv {path} {path}.damaged) and run "
+                "again: a new cache is filled from the server"
+            )
+        return cls(f"cannot use the local cache {path}: {text}")
+
+
+def _file_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """A read of a damaged file raises CacheError (which names the file) instead of sqlite3's error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            cache = args[0]
+            assert isinstance(cache, Cache)
+            raise CacheError.of(cache.path, exc) from exc
+
+    return wrapper
+
 
 class Cache:
-    """One file per agent. Writes are small and committed per event (WAL, synchronous=NORMAL)."""
+    """One file per agent. Writes are small and committed per event (WAL, synchronous=NORMAL).
+
+    Raises CacheError when the file is not a usable cache (damaged, or another kind of file)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = pathlib.Path(path)
@@ -46,6 +83,13 @@ class Cache:
             if f.exists() and f.stat().st_mode & 0o077:
                 os.chmod(f, 0o600)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise CacheError.of(self.path, exc) from exc
+
+    def _open(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
@@ -75,6 +119,7 @@ class Cache:
 
     # -- cursors and received events ----------------------------------------------------------
 
+    @_file_errors
     def cursors(self) -> dict[str, int]:
         """Per conversation, the last seq the application took: where a session resumes."""
         return {c: s for c, s in self.db.execute("SELECT conv, seq FROM cursor")}
@@ -141,23 +186,28 @@ class Cache:
                 self.db.execute("UPDATE cursor SET seq = ? WHERE conv = ? AND seq > ?", (head, conv, head))
         return dropped
 
+    @_file_errors
     def messages(self, conv: str, after_seq: int = 0, limit: int = 100) -> list[resources_pb2.Message]:
         rows = self.db.execute(
             "SELECT raw FROM message WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?", (conv, after_seq, limit)
         )
         return [resources_pb2.Message.FromString(r[0]) for r in rows]
 
+    @_file_errors
     def last_messages(self, conv: str, limit: int = 20) -> list[resources_pb2.Message]:
         rows = self.db.execute("SELECT raw FROM message WHERE conv = ? ORDER BY seq DESC LIMIT ?", (conv, limit))
         return [resources_pb2.Message.FromString(r[0]) for r in rows][::-1]
 
+    @_file_errors
     def conversations(self) -> list[tuple[str, int]]:
         return list(self.db.execute("SELECT conv, MAX(seq) FROM message GROUP BY conv ORDER BY conv"))
 
+    @_file_errors
     def feed(self, limit: int = 100) -> list[events_pb2.ServerEvent]:
         rows = self.db.execute("SELECT raw FROM feed ORDER BY seq DESC LIMIT ?", (limit,))
         return [events_pb2.ServerEvent.FromString(r[0]) for r in rows]
 
+    @_file_errors
     def tasks(self) -> list[resources_pb2.Task]:
         return [resources_pb2.Task.FromString(r[0]) for r in self.db.execute("SELECT raw FROM task ORDER BY id")]
 

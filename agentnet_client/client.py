@@ -115,13 +115,15 @@ class Client:
         return pathlib.Path(self._cache_opt)
 
     async def open(self, connect: bool = True) -> None:
-        """Open the unary channel and, when an agent is set, start its live session."""
-        # `server` may list several addresses (targets.py): unary calls move down the list too.
-        self._targets = Targets(self.server, self.server_name, seed=self.device.id)
-        self._dial()
+        """Open the unary channel and, when an agent is set, start its live session.
+
+        Raises CacheError (before any connection) when the agent's cache file cannot be used."""
         path = self.cache_path()
         if path is not None:
             self.cache = Cache(path)
+        # `server` may list several addresses (targets.py): unary calls move down the list too.
+        self._targets = Targets(self.server, self.server_name, seed=self.device.id)
+        self._dial()
         if self.agent is not None and connect:
             self.session = SessionClient(
                 self.server,

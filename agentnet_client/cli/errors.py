@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 
+from ..cache import CacheError
 from ..device import DeviceError
 from ..errors import AgentnetError
 
@@ -44,7 +45,7 @@ def report(ns: argparse.Namespace, exc: BaseException) -> int:
         code = EXIT_UNAVAILABLE if exc.status in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else EXIT_REFUSED
     elif isinstance(exc, LocalError):
         message, reason, json_status, code = str(exc), exc.reason, exc.status, EXIT_LOCAL
-    elif isinstance(exc, DeviceError):
+    elif isinstance(exc, (DeviceError, CacheError)):
         message, code = str(exc), EXIT_LOCAL
     elif isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
