@@ -200,6 +200,7 @@ class SessionClient:
         # Why the last connection attempt ended (for a "waiting for the server" line); "" once live.
         self.last_failure = ""
         self.heartbeat_interval = 10.0
+        # The last registration the server accepted (None: this session never got through).
         self.registered: events_pb2.Registered | None = None
         self.presence: dict[str, bool] = {}
         self.duplicates_dropped = 0

@@ -233,8 +233,14 @@ async def cmd_tail(ns: argparse.Namespace) -> int:
             if ns.count and seen >= ns.count:
                 break
         watcher.cancel()
-        if client.session is not None and client.session.error is not None:
-            raise client.session.error
+        session = client.session
+        if session is not None and session.error is not None:
+            raise session.error
+        if session is not None and session.registered is None:
+            # Stopped (--timeout, Ctrl-C) before it ever got through: not a run a script may count.
+            failure = session.last_failure
+            why = explain_transport(failure, client.server, client.server_name) or failure or "no answer yet"
+            raise AgentnetError("UNAVAILABLE", f"never reached the server at {client.server}: {why}", "UNREACHABLE")
     return 0
 
 
