@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+import sqlite3
 
 import grpc
 import pytest
@@ -63,6 +64,57 @@ async def test_resume_without_local_cache_uses_server_side_acks(clients: Clients
     bob2 = await clients.live("xiaoxing-mac", "bob")
     got = await collect(bob2, "message", 3)
     assert [m.content for m in got] == ["after 0", "after 1", "after 2"]
+
+
+async def test_events_received_but_not_taken_come_again_after_a_restart(
+    clients: Clients, tmp_path: pathlib.Path
+) -> None:
+    """A program that ends with events still queued gets them on its next start: the cache's cursor
+    covers what the application took, not what arrived."""
+    cache = str(tmp_path / "q.sqlite")
+    a = await clients.live("laoxing-vps", "queued-a", cache=cache)
+    b = await clients.live("xiaoxing-mac", "queued-b")
+    await a.join("queued-g", create=True)
+    await b.join("queued-g")
+    for i in range(3):
+        await b.send(f"q {i}", group_id="queued-g")
+    assert a.session is not None
+    await until(lambda: a.session is not None and a.session.cursors.get("group:queued-g", 0) == 3)
+    [first] = await collect(a, "message", 1, conv="group:queued-g")
+    assert first.content == "q 0"
+    await a.close()  # "q 1" and "q 2" arrived (and are cached) but were never taken
+
+    again = await clients.live("laoxing-vps", "queued-a", cache=cache)
+    got = await collect(again, "message", 2, conv="group:queued-g")
+    assert [m.content for m in got] == ["q 1", "q 2"]
+
+
+async def test_a_cache_from_before_taken_cursors_resumes_from_what_the_device_acknowledged(
+    clients: Clients, tmp_path: pathlib.Path
+) -> None:
+    """Schema 1 moved a cursor when an event arrived; such cursors are dropped once, and the session
+    resumes from this device's delivery acks on the server, which count only taken events."""
+    cache = str(tmp_path / "v1.sqlite")
+    a = await clients.live("laoxing-vps", "v1-a", cache=cache)
+    b = await clients.live("xiaoxing-mac", "v1-b")
+    await a.join("v1-g", create=True)
+    await b.join("v1-g")
+    for i in range(3):
+        await b.send(f"v1 {i}", group_id="v1-g")
+    await until(lambda: a.session is not None and a.session.cursors.get("group:v1-g", 0) == 3)
+    await collect(a, "message", 1, conv="group:v1-g")
+    await a.close()
+    # What a schema-1 cache held after the same run: the cursor at what arrived.
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.execute("INSERT OR REPLACE INTO cursor (conv, seq) VALUES ('group:v1-g', 3)")
+    db.commit()
+    db.close()
+
+    again = await clients.live("laoxing-vps", "v1-a", cache=cache)
+    got = await collect(again, "message", 2, conv="group:v1-g")
+    assert [m.content for m in got] == ["v1 1", "v1 2"]
+    assert again.cache is not None and again.cache.get_meta("schema") == "2"
 
 
 async def test_stale_and_foreign_cursors_do_not_block_reconnecting(clients: Clients, tmp_path: pathlib.Path) -> None:
