@@ -7,7 +7,7 @@ import os
 import pathlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import ParamSpec, TypeVar
 
 from agentnet.v1 import events_pb2, resources_pb2
@@ -222,10 +222,10 @@ class Cache:
     def outbox_remove(self, client_msg_id: str) -> None:
         self.db.execute("DELETE FROM outbox WHERE client_msg_id = ?", (client_msg_id,))
 
-    def outbox(self) -> Iterator[tuple[str, events_pb2.SendMessage]]:
+    @_file_errors
+    def outbox(self) -> list[tuple[str, events_pb2.SendMessage]]:
         rows = self.db.execute("SELECT client_msg_id, raw FROM outbox ORDER BY created, rowid").fetchall()
-        for cid, raw in rows:
-            yield cid, events_pb2.SendMessage.FromString(raw)
+        return [(cid, events_pb2.SendMessage.FromString(raw)) for cid, raw in rows]
 
     def _tx(self) -> _Tx:
         return _Tx(self.db)

@@ -121,9 +121,21 @@ class Client:
         path = self.cache_path()
         if path is not None:
             self.cache = Cache(path)
+        try:
+            self._new_session(connect)
+        except BaseException:
+            if self.cache is not None:
+                self.cache.close()
+                self.cache = None
+            raise
         # `server` may list several addresses (targets.py): unary calls move down the list too.
         self._targets = Targets(self.server, self.server_name, seed=self.device.id)
         self._dial()
+        if self.session is not None:
+            self.session.start()
+
+    def _new_session(self, connect: bool) -> None:
+        """The agent's live session (not started): it reads its cursors and outbox from the cache."""
         if self.agent is not None and connect:
             self.session = SessionClient(
                 self.server,
@@ -141,7 +153,6 @@ class Client:
                 connect_timeout=self._connect_timeout,
                 rebalance=self._rebalance,
             )
-            self.session.start()
 
     def _dial(self) -> None:
         self._target = self._targets.pick()
