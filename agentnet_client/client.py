@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import pathlib
 import uuid
@@ -87,7 +88,7 @@ class Client:
         self._accept_unsigned = accept_unsigned
         self._on_rejected = on_rejected
         self._history_rejected = 0
-        if connect_timeout <= 0:
+        if not math.isfinite(connect_timeout) or connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
         self._connect_timeout = connect_timeout
         self.verifier = Verifier(self.device.ca_pem, self.get_device) if verify else None

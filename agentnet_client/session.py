@@ -44,6 +44,7 @@ log = logging.getLogger("agentnet.client")
 RESIGN_AFTER_US = 60_000_000
 
 # Stream end statuses after which reconnecting cannot help.
+STABLE_AFTER = 1.0  # seconds a connection stays caught up before the reconnect backoff starts again
 PERMANENT = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT", "UNIMPLEMENTED", "ALREADY_EXISTS"})
 
 
@@ -231,6 +232,7 @@ class SessionClient:
         self._last_recv = time.monotonic()
         self._reading = False
         self._moving = False  # leaving a live stream on purpose (drifting home), not a failure
+        self._live_since: float | None = None  # monotonic time the current connection caught up
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -494,6 +496,9 @@ class SessionClient:
             finally:
                 self._call = None
                 self._fail_requests(ConnectionLost())
+            if self._live_since is not None and time.monotonic() - self._live_since >= STABLE_AFTER:
+                self.backoff.reset()
+            self._live_since = None
             if self._closing:
                 break
             if self.target is not None and self.targets.several and not self._moving:
@@ -757,7 +762,10 @@ class SessionClient:
                 dropped = self.cache.follow_heads({h.conversation: h.seq for h in ev.caught_up.heads})
                 if dropped:
                     log.warning("dropped %d cached events beyond the server's history (reset or restored)", dropped)
-            self.backoff.reset()
+            # The backoff starts again only once this connection has stayed up a while (see
+            # _run): one that fails right after catching up (a server error, a cache that cannot
+            # be written) must not make the client reconnect many times a second.
+            self._live_since = time.monotonic()
             if self.target is not None:
                 self.targets.succeeded(self.target)
             await self._set_state(State.LIVE)
