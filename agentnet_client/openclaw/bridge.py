@@ -309,7 +309,7 @@ class Bridge:
         origin_text = self.cache.get_meta("bridge_origin")
         since = self.cache.get_meta("bridge_since")
         if since is None:
-            since = str(time.time())
+            since = str(self.opt.started or time.time())
             self.cache.set_meta("bridge_since", since)
         self.since = float(since)
         if origin_text is None:

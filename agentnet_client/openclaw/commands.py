@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import signal
 import sys
+import time
 from typing import Any
 
 from ..argtypes import positive_float, positive_int
@@ -62,6 +63,7 @@ def _gateway_config(ns: argparse.Namespace, mode: str) -> GatewayConfig:
 
 
 async def cmd_bridge(ns: argparse.Namespace) -> int:
+    started = time.time()  # before the imports, checks and the wait for the server below
     from ..client import Client
     from ..device import DeviceError
     from .bridge import Bridge, BridgeError
@@ -85,6 +87,7 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
         agentnet=os.environ.get("AGENTNET_BIN") or agentnet_executable(),
         session_key_prefix=ns.session_key_prefix,
         deliver=ns.deliver,
+        started=started,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("agentnet.client").setLevel(logging.WARNING)

@@ -39,3 +39,6 @@ class BridgeOptions:
     session_key_prefix: str = ""  # hook mode: sessionKey prefix (needs hooks.allowRequestSessionKey)
     deliver: bool = False  # hook mode: let OpenClaw deliver the agent's reply to its channel
     retry_cap: float = 30.0  # longest pause between retries, seconds
+    # When the bridge was started (time.time()), before its checks and its wait for the server:
+    # on its first start on a device, what was sent from then on is answered. 0: when it opens.
+    started: float = 0.0
