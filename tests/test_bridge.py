@@ -212,6 +212,26 @@ async def wait_online(watcher: Client, agent: str) -> None:
     await until(lambda: watcher.session is not None and watcher.session.presence.get(agent) is True, timeout=30)
 
 
+def bridge_started(clients: Clients, device: str, agent: str) -> bool:
+    """The bridge has marked its first start on this device: what is sent from now on is answered.
+    Earlier events, older than START_GRACE, count as history and are skipped; a slow start (a loaded
+    machine) can take longer than that between start_bridge and this mark."""
+    path = cache_db(clients, device, agent)
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+            return False
+        return conn.execute("SELECT 1 FROM meta WHERE key = 'bridge_since'").fetchone() is not None
+
+
+async def wait_bridge(watcher: Client, clients: Clients, device: str, agent: str) -> None:
+    """Presence alone does not say the bridge is up: the agent's just-closed test client may still
+    count as online, and a message or task sent before the bridge's first start is not answered."""
+    await wait_online(watcher, agent)
+    await until(lambda: bridge_started(clients, device, agent), timeout=30)
+
+
 def bridge_up(clients: Clients, device: str, agent: str) -> bool:
     """The bridge has created its records (it has its signal handlers by then). Presence alone
     does not say so: the agent's just-closed test client may still count as online."""
@@ -241,7 +261,7 @@ async def test_mentions_dms_and_tasks_get_one_threaded_answer_each(clients: Clie
     await asyncio.sleep(START_GRACE + 0.5)
     proc = start_bridge(clients, "xiaoxing-mac", "xiaoxing", gw.url)
     try:
-        await wait_online(lao, "xiaoxing")
+        await wait_bridge(lao, clients, "xiaoxing-mac", "xiaoxing")
         ask = await lao.send("@小邢 please check the deploy", group_id="dev-team")
         await until(lambda: len(gw.turns) == 1, timeout=30)
         assert items(clients, "xiaoxing-mac", "xiaoxing")[0][:2] == ("mention:group:dev-team:1", "skipped")
@@ -506,7 +526,7 @@ async def test_rate_limit_makes_items_wait_and_share_a_turn(clients: Clients) ->
     await xiao.close()
     proc = start_bridge(clients, "xiaoxing-mac", "xiao9", gw.url, "--rate-per-minute", "30", "--burst", "1")
     try:
-        await wait_online(lao, "xiao9")
+        await wait_bridge(lao, clients, "xiaoxing-mac", "xiao9")
         first = await lao.send("@xiao9 one", group_id="rl")
         await _wait_messages(lao, "xiao9", 1, group_id="rl")
         later = [await lao.send(f"@xiao9 more {i}", group_id="rl") for i in range(3)]
@@ -539,7 +559,7 @@ async def test_hook_mode_hands_over_once(clients: Clients) -> None:
         "main",
     )
     try:
-        await wait_online(lao, "xiao4")
+        await wait_bridge(lao, clients, "xiaoxing-mac", "xiao4")
         await lao.send("ping", to_agent="xiao4")
         await until(lambda: len(gw.hooks) == 1, timeout=30)
         h = gw.hooks[0]
@@ -849,7 +869,7 @@ async def test_task_answers_survive_a_closed_task_and_repeat_notes(clients: Clie
         gw.on_turn = close_it
         proc = start_bridge(clients, "xiaoxing-mac", "xiao5", gw.url, *FAST)
         try:
-            await wait_online(lao, "xiao5")
+            await wait_bridge(lao, clients, "xiaoxing-mac", "xiao5")
             in_group = await lao.create_task("close me quickly", "xiao5", group_id="t5")
             [posted] = await _wait_messages(lao, "xiao5", 1, group_id="t5")
             assert posted.content == f"[task {in_group.id}] Noted." and posted.auto_hops == 1
@@ -891,7 +911,7 @@ async def test_failing_turns_are_given_up_after_three_attempts(clients: Clients)
     proc = start_bridge(clients, "xiaoxing-mac", "xiao7", gw.url, *FAST)
     key = "agentnet:xiao7:group:g7"
     try:
-        await wait_online(lao, "xiao7")
+        await wait_bridge(lao, clients, "xiaoxing-mac", "xiao7")
         gw.fail_turns = 100
         bad = await lao.send("@xiao7 this one fails", group_id="g7")
         want = (f"mention:group:g7:{bad.seq}", "failed")
