@@ -55,6 +55,7 @@ class FakeGateway:
         self.attempts: dict[str, int] = {}  # requests per session key, including failed ones
         self.races = 0
         self.fail_turns = 0  # the next n turns fail with 502 after reaching the gateway
+        self.readyz_delay = 0.0  # seconds /readyz takes (a gateway slow to answer the start-up check)
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -118,6 +119,7 @@ class FakeGateway:
         return web.json_response({"ok": True, "runId": self.hook_runs[key]})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.readyz_delay)
         return web.json_response({"ready": True})
 
     async def start(self) -> FakeGateway:
@@ -512,6 +514,29 @@ async def test_start_checks_refuse_with_one_line(clients: Clients) -> None:
         [line] = no_token.stderr.strip().splitlines()
         assert no_token.returncode != 0 and "set AGENTNET_OPENCLAW_TOKEN" in line
     finally:
+        await gw.stop()
+
+
+async def test_a_message_sent_while_the_bridge_starts_is_answered(clients: Clients) -> None:
+    """The bridge's first start on a device is when the command was started: a mention sent while
+    it still checks the gateway and waits for the server is new, not history (a slow start had
+    taken it for history and never answered it)."""
+    gw = await FakeGateway(reply=lambda s, text: "here").start()
+    gw.readyz_delay = START_GRACE + 2.0
+    lao = await clients.live("laoxing-vps", "lao6", "Lao6")
+    await lao.join("st6", create=True)
+    xiao = await clients.live("xiaoxing-mac", "xiao6", "Xiao6")
+    await xiao.join("st6")
+    await xiao.close()
+    proc = start_bridge(clients, "xiaoxing-mac", "xiao6", gw.url)
+    try:
+        await asyncio.sleep(1.5)  # the bridge is in its gateway check now
+        ask = await lao.send("@xiao6 are you there?", group_id="st6")
+        [answer] = await _wait_messages(lao, "xiao6", 1, group_id="st6")
+        assert (answer.reply_to, answer.content) == (ask.seq, "here")
+        assert [i[:2] for i in items(clients, "xiaoxing-mac", "xiao6")] == [(f"mention:group:st6:{ask.seq}", "done")]
+    finally:
+        stop_sync(proc)
         await gw.stop()
 
 
