@@ -9,62 +9,20 @@ committed, then let it return."""
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
-from agentnet_server.config import Settings
 from agentnet_server.domain.network import Network
-from agentnet_server.live.hub import Hub
 from agentnet_server.store import ops
-from agentnet_server.store.db import Database
+from tests.inprocess import HeldRead, network
 
 
 @pytest.fixture
 async def net(tmp_path: pathlib.Path) -> AsyncIterator[Network]:
-    s = Settings()
-    db = Database(f"sqlite:///{tmp_path / 'store.db'}", "FULL", readers=2, batch=256)
-    db.migrate()
-    db.start(asyncio.get_running_loop())
-    n = Network(s, db, Hub(s.heartbeat_interval, s.session_queue, presence_batch=s.presence_batch))
-    await n.load()
-    await n.register("vps", "laoxing", "老邢", "", "")
-    await n.register("mac", "xiaoxing", "小邢", "", "")
-    await n.join("laoxing", "dev-team", create_if_missing=True)
-    yield n
-    await asyncio.to_thread(db.close)
-
-
-class HeldRead:
-    """Holds the first read of `fn` after it has read the store, until released."""
-
-    def __init__(self, net: Network, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        self.read_done = asyncio.Event()
-        self.release = asyncio.Event()
-        self.calls = 0
-        self._read = net.db.read
-        net.db.read = self._held  # type: ignore[method-assign]
-
-    async def _held(self, fn: Callable[..., Any], *args: Any) -> Any:
-        rows = await self._read(fn, *args)
-        if fn is self.fn:
-            self.calls += 1
-            if self.calls == 1:
-                self.read_done.set()
-                await self.release.wait()
-        return rows
-
-    async def around(self, refresh: Any, local_change: Any) -> None:
-        """Run `refresh`; once its read has returned rows, commit `local_change`, then let it go on."""
-        task = asyncio.ensure_future(refresh)
-        await asyncio.wait_for(self.read_done.wait(), 10)
-        await local_change
-        self.release.set()
-        await asyncio.wait_for(task, 10)
+    async with network(tmp_path) as n:
+        yield n
 
 
 async def test_a_group_refresh_does_not_undo_a_join_committed_during_its_read(net: Network) -> None:

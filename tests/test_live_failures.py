@@ -27,7 +27,7 @@ from agentnet_server.records import inbox_conv
 from agentnet_server.rest.sse import SseFormat
 from agentnet_server.rpc.session import SessionService
 from agentnet_server.store import ops
-from agentnet_server.store.db import Database
+from tests.inprocess import network
 
 
 @pytest.fixture
@@ -39,21 +39,9 @@ def heartbeat() -> float:
 
 @pytest.fixture
 async def net(tmp_path: pathlib.Path, heartbeat: float) -> AsyncIterator[Network]:
-    s = Settings(require_signatures=False)
-    db = Database(f"sqlite:///{tmp_path / 'store.db'}", "OFF", readers=2, batch=256)
-    db.migrate()
-    db.start(asyncio.get_running_loop())
-    hub = Hub(heartbeat, s.session_queue, presence_batch=0.01)
-    n = Network(s, db, hub)
-    await n.load()
-    await n.register("vps", "laoxing", "老邢", "", "")
-    await n.register("mac", "xiaoxing", "小邢", "", "")
-    await n.join("laoxing", "dev-team", create_if_missing=True)
-    await n.join("xiaoxing", "dev-team")
-    hub.start()
-    yield n
-    await hub.stop()
-    await asyncio.to_thread(db.close)
+    settings = Settings(require_signatures=False)
+    async with network(tmp_path, settings, heartbeat=heartbeat, both_in_group=True, synchronous="OFF") as n:
+        yield n
 
 
 def _send(n: Network, text: str, payload: Any = None) -> Any:

@@ -28,23 +28,13 @@ from agentnet_server.live.hub import Hub
 from agentnet_server.records import AgentWrite
 from agentnet_server.rpc.session import SessionService
 from agentnet_server.store import access, ops
-from agentnet_server.store.db import Database
-from tests.test_caches import HeldRead
+from tests.inprocess import HeldRead, network
 
 
 @pytest.fixture
 async def net(tmp_path: pathlib.Path) -> AsyncIterator[Network]:
-    s = Settings(require_signatures=False)
-    db = Database(f"sqlite:///{tmp_path / 'store.db'}", "FULL", readers=2, batch=256)
-    db.migrate()
-    db.start(asyncio.get_running_loop())
-    n = Network(s, db, Hub(s.heartbeat_interval, s.session_queue, presence_batch=s.presence_batch))
-    await n.load()
-    await n.register("vps", "laoxing", "老邢", "", "")
-    await n.register("mac", "xiaoxing", "小邢", "", "")
-    await n.join("laoxing", "dev-team", create_if_missing=True)
-    yield n
-    await asyncio.to_thread(db.close)
+    async with network(tmp_path, Settings(require_signatures=False)) as n:
+        yield n
 
 
 def _send(n: Network, agent: str, device: str, text: str) -> Any:
