@@ -15,6 +15,7 @@ from ..errors import AgentnetError, explain_transport
 from ..session import AgentProfile, State
 from ..wire import MAX_AUTO_HOPS
 from .common import Add, acting, make_client, offline_agent, session_agent
+from .errors import LocalError
 from .output import emit, fmt_event, fmt_message, paint, table
 
 
@@ -155,9 +156,7 @@ async def cmd_history(ns: argparse.Namespace) -> int:
 
         me, path = offline_agent(ns)
         if not path.exists():
-            raise AgentnetError(
-                "FAILED_PRECONDITION", f"no local cache at {path}; run `agentnet tail` once while online", "NO_CACHE"
-            )
+            raise LocalError(f"no local cache at {path}; run `agentnet tail` once while online", "NO_CACHE")
         cache = Cache(path)
         conv = f"group:{ns.group}" if ns.group else "dm:" + "+".join(sorted((me, ns.dm or "")))
         msgs = cache.last_messages(conv, ns.limit)

@@ -13,9 +13,8 @@ from typing import Any, NoReturn, Protocol
 from ..argtypes import positive_float
 from ..client import Client, settings_from_env
 from ..device import Device, load_device
-from ..errors import AgentnetError
 from ..session import AgentProfile
-from .errors import usage
+from .errors import LocalError, usage
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -130,12 +129,6 @@ def offline_agent(ns: argparse.Namespace) -> tuple[str, pathlib.Path]:
     if len(found) == 1:
         return found[0].name[len(prefix) : -len(".sqlite")], found[0]
     if not found:
-        raise AgentnetError(
-            "FAILED_PRECONDITION",
-            f"no local cache in {cache_dir}; run `agentnet tail` once while online to fill it",
-            "NO_CACHE",
-        )
+        raise LocalError(f"no local cache in {cache_dir}; run `agentnet tail` once while online to fill it", "NO_CACHE")
     names = ", ".join(p.name[len(prefix) : -len(".sqlite")] for p in found)
-    raise AgentnetError(
-        "FAILED_PRECONDITION", f"this device has caches for several agents ({names}); give --agent", "AGENT_AMBIGUOUS"
-    )
+    raise LocalError(f"this device has caches for several agents ({names}); give --agent", "AGENT_AMBIGUOUS")

@@ -11,7 +11,6 @@ import os
 import pathlib
 from typing import Any
 
-from ..errors import AgentnetError
 from .common import Add, nested
 from .errors import LocalError
 from .output import emit, table
@@ -109,8 +108,8 @@ def apply(ns: argparse.Namespace) -> None:
     profile = data["profiles"].get(name)
     if profile is None:
         known = ", ".join(sorted(data["profiles"])) or "none"
-        raise AgentnetError(
-            "NOT_FOUND", f"no profile {name!r} (profiles: {known}); add it with `agentnet profile add`", "NO_PROFILE"
+        raise LocalError(
+            f"no profile {name!r} (profiles: {known}); add it with `agentnet profile add`", "NO_PROFILE", "NOT_FOUND"
         )
     for field, env in FIELDS.items():
         if getattr(ns, field, None) is None and not os.environ.get(env) and profile.get(field):
@@ -125,8 +124,8 @@ async def cmd_profile(ns: argparse.Namespace) -> int:
     action = ns.profile_cmd
     if action == "add":
         if not ns.server or not ns.device_dir:
-            raise AgentnetError(
-                "INVALID_ARGUMENT", "a profile needs --server HOST:PORT and --device-dir FOLDER", "BAD_PROFILE"
+            raise LocalError(
+                "a profile needs --server HOST:PORT and --device-dir FOLDER", "BAD_PROFILE", "INVALID_ARGUMENT"
             )
         entry = {"server": ns.server, "device_dir": str(pathlib.Path(ns.device_dir).expanduser().resolve())}
         if ns.server_name:
@@ -147,15 +146,13 @@ async def cmd_profile(ns: argparse.Namespace) -> int:
         )
     elif action == "use":
         if ns.name not in data["profiles"]:
-            raise AgentnetError(
-                "NOT_FOUND", f"no profile {ns.name!r}; add it with `agentnet profile add`", "NO_PROFILE"
-            )
+            raise LocalError(f"no profile {ns.name!r}; add it with `agentnet profile add`", "NO_PROFILE", "NOT_FOUND")
         data["current"] = ns.name
         save(data)
         emit(ns, {"current": ns.name}, lambda: print(f"using profile {ns.name}"))
     elif action == "remove":
         if data["profiles"].pop(ns.name, None) is None:
-            raise AgentnetError("NOT_FOUND", f"no profile {ns.name!r}", "NO_PROFILE")
+            raise LocalError(f"no profile {ns.name!r}", "NO_PROFILE", "NOT_FOUND")
         if data["current"] == ns.name:
             data["current"] = ""
         save(data)

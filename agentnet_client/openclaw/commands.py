@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..argtypes import positive_float, positive_int
+from ..cli.errors import LocalError
 from ..errors import AgentnetError
 from .options import DEFAULT_URL, KINDS, BridgeOptions, GatewayConfig
 
@@ -74,9 +75,9 @@ async def cmd_bridge(ns: argparse.Namespace) -> int:
     cfg = _gateway_config(ns, mode)
     kinds = {k.strip() for k in ns.kinds.split(",") if k.strip()}
     if not kinds or not kinds <= set(KINDS):
-        raise AgentnetError("INVALID_ARGUMENT", f"--kinds takes {', '.join(KINDS)}", "BAD_KINDS")
+        raise LocalError(f"--kinds takes {', '.join(KINDS)}", "BAD_KINDS", "INVALID_ARGUMENT")
     if not 1 <= ns.max_hops <= 16:
-        raise AgentnetError("INVALID_ARGUMENT", "--max-hops must be between 1 and 16", "BAD_MAX_HOPS")
+        raise LocalError("--max-hops must be between 1 and 16", "BAD_MAX_HOPS", "INVALID_ARGUMENT")
     options = BridgeOptions(
         kinds=frozenset(kinds),
         max_hops=ns.max_hops,
