@@ -324,6 +324,7 @@ class Lean:
         signer = w.signer(self.device) if w.sign else None
         loop = asyncio.get_running_loop()
         start = loop.time()
+        unanswered: list[str] = []
         for i in range(n):
             await sem.acquire()
             if rate:
@@ -351,12 +352,17 @@ class Lean:
                 w.send_failures += 1
                 continue
             w.sent += 1
-        # Wait for the last window to drain (answers or echoes).
-        for _ in range(window):
-            try:
-                await asyncio.wait_for(sem.acquire(), 60)
-            except TimeoutError:
+            unanswered.append(cid)
+        # Done when every send has its answer (ack or error) and, with the window released on the
+        # echo, its echo too. Draining the window is not enough: the server queues the echo and
+        # the ack separately, so the echo can come first, and a run that ended on the last echo
+        # reported one ack short (fan-out acks 39 of 40). The reader clears both when the stream ends.
+        deadline = loop.time() + 60
+        while True:
+            unanswered = [c for c in unanswered if c in self.pending or c in self.windows]
+            if not unanswered or loop.time() >= deadline:
                 break
+            await asyncio.sleep(0.005)
 
 
 class Worker:
