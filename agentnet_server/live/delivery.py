@@ -63,8 +63,9 @@ class Delivery(Generic[T]):
             if s.closing is not None or self.registered:
                 break
             s.wake.clear()
-            remaining: float | None = deadline - asyncio.get_running_loop().time()
-            if remaining is not None and remaining <= 0:
+            remaining = deadline - asyncio.get_running_loop().time()
+            timeout: float | None = remaining
+            if remaining <= 0:
                 if not self.registering:
                     s.close(
                         "DEADLINE_EXCEEDED",
@@ -73,9 +74,9 @@ class Delivery(Generic[T]):
                         "REGISTER_TIMEOUT",
                     )
                     break
-                remaining = None  # its reply (or its error) wakes this loop
+                timeout = None  # a register is under way: its reply (or its error) wakes this loop
             try:
-                await asyncio.wait_for(s.wake.wait(), remaining)
+                await asyncio.wait_for(s.wake.wait(), timeout)
             except TimeoutError:
                 pass
         if s.closing is None:

@@ -450,7 +450,7 @@ class Database:
         try:
             return await loop.run_in_executor(self._readers, self._read_call, fn, args, deadline)
         except (pw.DatabaseError, pw.InterfaceError, OSError) as exc:
-            log.warning("read failed: %s: %s", type(exc).__name__, str(exc).strip()[:500])
+            log.debug("read failed: %s: %s", type(exc).__name__, str(exc).strip()[:500])
             raise StoreUnavailable(f"the store could not be read ({_driver_text(exc)}); retry later") from exc
 
     def _read_call(self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float) -> T:

@@ -19,8 +19,8 @@ from .registry import Registry
 
 class Groups(Registry):
     def _cache_join(self, group_id: str, member: MemberRec) -> None:
-        self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
-        self.membership_changes[member.agent_id] = self.membership_changes.get(member.agent_id, 0) + 1
+        self.member_changes[group_id] += 1
+        self.membership_changes[member.agent_id] += 1
         self.empty_since.pop(group_id, None)
         self.members.setdefault(group_id, set()).add(member.agent_id)
         self.agent_groups.setdefault(member.agent_id, set()).add(group_id)
@@ -28,8 +28,8 @@ class Groups(Registry):
         self.live.member_joined(member.agent_id, group_conv(group_id), member.joined_seq)
 
     def _cache_leave(self, group_id: str, agent_id: str) -> None:
-        self.member_changes[group_id] = self.member_changes.get(group_id, 0) + 1
-        self.membership_changes[agent_id] = self.membership_changes.get(agent_id, 0) + 1
+        self.member_changes[group_id] += 1
+        self.membership_changes[agent_id] += 1
         self.members.get(group_id, set()).discard(agent_id)
         if not self.members.get(group_id):
             self.empty_since.setdefault(group_id, time.monotonic())
@@ -143,14 +143,14 @@ class Groups(Registry):
         A join or leave committed here while the read was under way is newer than the read: the
         read is then taken again rather than applied (applying it would drop a member who just
         joined, and with him the messages other replicas send to the group)."""
-        while True:
-            seen = self.member_changes.get(group_id, 0)
-            rows = await self.db.read(ops.members_page, group_id, "", 10**9)
+
+        async def read() -> list[MemberRec]:
+            rows: list[MemberRec] = await self.db.read(ops.members_page, group_id, "", 10**9)
             for agent_id in {m.agent_id for m in rows} - self.agents.keys():
                 await self._refresh_agent(agent_id)
-            if self.member_changes.get(group_id, 0) == seen:
-                self._apply_members(group_id, rows)
-                return
+            return rows
+
+        self._apply_members(group_id, await self._read_stable(self.member_changes, group_id, read))
 
     def _apply_members(self, group_id: str, rows: list[MemberRec]) -> None:
         """Make the cached members of a group what the store says (rows: all of them)."""

@@ -53,20 +53,20 @@ class Network(Resume):
 
         An entry that changed here while the reads were under way is re-read on its own instead
         (see _refresh_group): the bulk read may predate that change."""
-        agents_seen = dict(self.agent_changes)
-        members_seen = dict(self.member_changes)
+        agents_seen = self.agent_changes.copy()
+        members_seen = self.member_changes.copy()
         agents = await self.db.read(ops.agents_all)
         # All memberships in one read (not one per group): a short connection loss on a large
         # network must not keep the replica out of service past the outage grace.
         by_group: dict[str, list[MemberRec]] = {}
         for m in await self.db.read(ops.members_all):
             by_group.setdefault(m.group_id, []).append(m)
-        stale_agents = {a.id for a in agents if self.agent_changes.get(a.id, 0) != agents_seen.get(a.id, 0)}
+        stale_agents = {a.id for a in agents if self.agent_changes[a.id] != agents_seen[a.id]}
         for a in agents:
             if a.id not in stale_agents:
                 self._cache_agent(a)
         groups = by_group.keys() | self.members.keys()
-        stale_groups = {g for g in groups if self.member_changes.get(g, 0) != members_seen.get(g, 0)}
+        stale_groups = {g for g in groups if self.member_changes[g] != members_seen[g]}
         for group_id in groups:
             if group_id not in stale_groups:
                 self._apply_members(group_id, by_group.get(group_id, []))
@@ -93,4 +93,4 @@ class Network(Resume):
         a = self.agents.get(agent_id)
         if a is not None and (a.last_seen or 0) < t:
             self.agents[agent_id] = dataclasses.replace(a, last_seen=t)
-            self.agent_changes[agent_id] = self.agent_changes.get(agent_id, 0) + 1
+            self.agent_changes[agent_id] += 1

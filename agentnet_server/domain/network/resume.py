@@ -33,11 +33,9 @@ class Resume(Chat):
         committed while the reads were under way could not reach a session that is not attached
         yet, so the reads are taken again. The caller attaches the session before it next awaits.
         """
-        while True:
-            seen = self.membership_changes.get(agent_id, 0)
-            cursors, heads = await self._resume_cursors(agent_id, device, given)
-            if self.membership_changes.get(agent_id, 0) == seen:
-                return cursors, heads
+        return await self._read_stable(
+            self.membership_changes, agent_id, lambda: self._resume_cursors(agent_id, device, given)
+        )
 
     async def _resume_cursors(
         self, agent_id: str, device: str, given: dict[str, int]

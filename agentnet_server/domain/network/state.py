@@ -5,11 +5,12 @@ domain/commands.py."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from ...config import Settings
 from ...errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -24,6 +25,7 @@ from .. import mentions, validate
 from ..live import Live
 
 log = logging.getLogger("agentnet.network")
+T = TypeVar("T")
 
 EXCERPT = 280
 REPLAY_PAGE = 500
@@ -70,9 +72,9 @@ class State:
         # Changes made to each cached agent and each group's cached members. A refresh from the
         # store applies its read only if nothing changed the entry while the read was under way:
         # a local commit seen meanwhile is newer than the read and must not be undone by it.
-        self.agent_changes: dict[str, int] = {}
-        self.member_changes: dict[str, int] = {}  # per group
-        self.membership_changes: dict[str, int] = {}  # per agent: its joins and leaves
+        self.agent_changes: collections.Counter[str] = collections.Counter()
+        self.member_changes: collections.Counter[str] = collections.Counter()  # per group
+        self.membership_changes: collections.Counter[str] = collections.Counter()  # per agent: joins, leaves
         self._resolvers: dict[str, mentions.Resolver] = {}
         self._known: mentions.Resolver | None = None
         # Set by the tasks module: loads the tasks that feed items refer to.
@@ -108,7 +110,7 @@ class State:
                 self.empty_since.pop(g, None)
                 self.members.pop(g, None)
                 self._resolvers.pop(g, None)
-                self.member_changes[g] = self.member_changes.get(g, 0) + 1
+                self.member_changes[g] += 1
 
         return list(await self.db.write(hygiene.delete_empty_groups, due, on_commit=done))
 
@@ -140,7 +142,7 @@ class State:
 
     def _cache_agent(self, a: AgentRec) -> None:
         self.agents_version += 1
-        self.agent_changes[a.id] = self.agent_changes.get(a.id, 0) + 1
+        self.agent_changes[a.id] += 1
         old = self.agents.get(a.id)
         if old is not None:
             self.name_keys.pop(validate.name_key(old.display_name), None)
@@ -150,13 +152,17 @@ class State:
             self._resolvers.clear()
             self._known = None
 
+    async def _read_stable(self, changes: collections.Counter[str], key: str, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, taken again while the cache entry `key` changed during it (a local commit seen
+        meanwhile is newer than the read). The caller applies the result before it next awaits."""
+        while True:
+            seen = changes[key]
+            result = await read()
+            if changes[key] == seen:
+                return result
+
     async def _refresh_agent(self, agent_id: str) -> None:
         """Re-read an agent into the cache, unless a newer change reached the cache during the read."""
-        while True:
-            seen = self.agent_changes.get(agent_id, 0)
-            rec = await self.db.read(ops.agent_get, agent_id)
-            if self.agent_changes.get(agent_id, 0) != seen:
-                continue  # changed while reading: the read may predate it
-            if rec is not None:
-                self._cache_agent(rec)
-            return
+        rec = await self._read_stable(self.agent_changes, agent_id, lambda: self.db.read(ops.agent_get, agent_id))
+        if rec is not None:
+            self._cache_agent(rec)
